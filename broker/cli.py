@@ -1,0 +1,55 @@
+"""`ajbroker`: run the broker in the foreground until SIGTERM or SIGINT."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from broker.config import BrokerConfig
+from broker.errors import BrokerError
+
+
+def parse(argv: list[str] | None) -> BrokerConfig:
+    p = argparse.ArgumentParser(prog="ajbroker", description="The ajq broker: durable queues on ZeroMQ and SQLite.")
+    p.add_argument("--bind", help="endpoint to listen on (env AJQ_BROKER; default tcp://127.0.0.1:7480)")
+    p.add_argument("--db", help="SQLite file (env AJQ_DB; default ./ajq.db)")
+    p.add_argument("--synchronous", help="FULL (default: every commit on disk), EXTRA, NORMAL or OFF")
+    p.add_argument("--heartbeat", type=float, dest="heartbeat_s", help="seconds between heartbeats (default 1)")
+    p.add_argument("--lease-grace", type=float, dest="lease_grace_s", help="seconds past max_run_time (default 2)")
+    p.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    args = p.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s ajbroker %(levelname)s %(message)s",
+    )
+    return BrokerConfig.from_env(
+        bind=args.bind,
+        db=args.db,
+        synchronous=args.synchronous,
+        heartbeat_s=args.heartbeat_s,
+        lease_grace_s=args.lease_grace_s,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        from broker.server import Server
+
+        config = parse(argv)
+        server = Server(config)
+    except BrokerError as exc:
+        print(f"ajbroker: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # zmq bind errors and the like: one clear line, no traceback
+        print(f"ajbroker: cannot start: {exc}", file=sys.stderr)
+        return 2
+    server.install_signals()
+    log = logging.getLogger("ajq.broker")
+    server.run(on_ready=lambda ep: log.info("listening on %s, database %s", ep, config.db))
+    log.info("stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,53 @@
+"""ajbroker's settings: one frozen dataclass; the CLI and the environment fill it."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from broker.errors import ConfigError
+
+DEFAULT_ENDPOINT = "tcp://127.0.0.1:7480"
+DEFAULT_DB = "./ajq.db"
+
+
+@dataclass(frozen=True)
+class QueueDefaults:
+    max_concurrent: int
+    max_run_time_s: float
+    max_tries: int  # -1: unlimited
+
+
+# asyncjobs' implicit queue, and what any other queue gets when first named.
+DEFAULT_QUEUE = "DEFAULT"
+DEFAULT_QUEUE_LIMITS = QueueDefaults(max_concurrent=100, max_run_time_s=60.0, max_tries=100)
+NEW_QUEUE_LIMITS = QueueDefaults(max_concurrent=100, max_run_time_s=3600.0, max_tries=-1)
+
+
+@dataclass(frozen=True)
+class BrokerConfig:
+    bind: str = DEFAULT_ENDPOINT
+    db: str = DEFAULT_DB
+    synchronous: str = "FULL"  # SQLite's synchronous pragma: FULL makes every commit durable
+    heartbeat_s: float = 1.0  # both ways; a worker silent for 3 beats is dropped
+    lease_grace_s: float = 2.0  # time past max_run_time for a worker's own timeout report to arrive
+    max_batch_messages: int = 4096  # messages applied in one transaction at most
+    events_bind: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.synchronous.upper() not in ("FULL", "NORMAL", "EXTRA", "OFF"):
+            raise ConfigError(f"synchronous={self.synchronous!r}: use FULL (durable), EXTRA, NORMAL or OFF")
+        if self.heartbeat_s <= 0:
+            raise ConfigError(f"heartbeat_s={self.heartbeat_s}: must be more than zero seconds")
+        if self.lease_grace_s < 0:
+            raise ConfigError(f"lease_grace_s={self.lease_grace_s}: must be zero or more seconds")
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> BrokerConfig:
+        """Defaults, then AJQ_BROKER / AJQ_DB from the environment, then explicit overrides."""
+        values: dict[str, object] = {
+            "bind": os.environ.get("AJQ_BROKER", DEFAULT_ENDPOINT),
+            "db": os.environ.get("AJQ_DB", DEFAULT_DB),
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)  # type: ignore[arg-type]

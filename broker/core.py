@@ -1,0 +1,286 @@
+"""The broker's state machine: one `step` applies a batch of messages in one transaction.
+
+Nothing is answered before the commit: replies and deliveries are collected during the step and
+returned for sending only once the transaction is on disk (group commit). In memory it keeps
+only what is bounded by workers and leases, never by queue depth: the tasks stay in SQLite.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import secrets
+import sqlite3
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+from broker import client_api, worker_api
+from broker.client_api import task_info
+from broker.config import DEFAULT_QUEUE, DEFAULT_QUEUE_LIMITS, NEW_QUEUE_LIMITS, BrokerConfig
+from broker.dispatch import dispatch
+from broker.leases import Lease, LeaseTable
+from broker.registry import Registry
+from broker.store import QueueRow, Store
+from protocol import ErrorCode, Kind, Limits, ProtocolError, decode, encode
+from protocol.clock import Now
+from protocol.codec import peek_corr
+
+log = logging.getLogger("ajq.broker")
+
+HANDLERS = {**client_api.HANDLERS, **worker_api.HANDLERS}
+
+
+@dataclass(slots=True)
+class Waiter:
+    ident: bytes
+    corr: int
+    expires: float  # monotonic
+
+
+class Broker:
+    """Queues, leases, workers and waiters; see `step`."""
+
+    def __init__(self, store: Store, config: BrokerConfig, now: Now) -> None:
+        self.store = store
+        self.config = config
+        self.limits = Limits()
+        self.queues: dict[str, QueueRow] = {}
+        self.counts: defaultdict[str, Counter[str]] = defaultdict(Counter)
+        self.leases = LeaseTable()
+        self.workers = Registry()
+        self.dirty: set[str] = set()  # queues that may hold tasks ready now
+        self.next_ready: dict[str, float] = {}  # queue -> wall time its next waiting task is due
+        self.waiters: dict[str, list[Waiter]] = {}
+        self._waiter_heap: list[tuple[float, str]] = []
+        self._token = secrets.randbits(62)
+        self._replies: list[tuple[bytes, int, Kind, dict[str, Any]]] = []
+        self.deliveries: dict[bytes, list[dict[str, Any]]] = {}
+        self.finished: list[str] = []
+        self._next_heartbeat = now.mono
+        self.store.begin()
+        self.queue(DEFAULT_QUEUE, now)
+        self.store.commit()
+        self.load(now)
+
+    # -- loading ------------------------------------------------------------------------------
+
+    def load(self, now: Now) -> None:
+        """(Re)build the in-memory view from the database: at start and after a failed commit."""
+        self.queues = {q.name: q for q in self.store.queues()}
+        self.counts = defaultdict(Counter)
+        for (queue, state), n in self.store.state_counts().items():
+            self.counts[queue][state] = n
+        self.leases.clear()
+        for worker in self.workers:
+            worker.running.clear()
+        for t in self.store.active_tasks():
+            ident = (t.worker or "").encode()
+            expires = now.mono + max(0.0, t.lease_expires - now.wall)
+            self.leases.add(Lease(t.id, t.queue, t.token, t.tries, expires, ident))
+            worker = self.workers.get(ident)
+            if worker is not None:
+                worker.running.add(t.id)
+        self.dirty = set(self.queues)
+        self.next_ready.clear()
+
+    # -- the step -----------------------------------------------------------------------------
+
+    def step(self, inbox: list[list[bytes]], now: Now) -> list[tuple[bytes, bytes]]:
+        """Apply every message of `inbox` ([routing id, frames...] each) and the timers due."""
+        self._replies = []
+        self.deliveries = {}
+        self.finished = []
+        self.store.begin()
+        try:
+            for msg in inbox:
+                self.handle(msg[0], msg[1:], now)
+            self.tick(now)
+            dispatch(self, now)
+            self._answer_waiters()
+            self.store.commit()
+        except sqlite3.Error as exc:
+            self.store.rollback()
+            return self._after_rollback(exc, now)
+        return self._outgoing(now)
+
+    def handle(self, ident: bytes, frames: list[bytes], now: Now) -> None:
+        try:
+            frame = decode(frames, self.limits)
+        except ProtocolError as exc:
+            self.reply_error(ident, peek_corr(frames[-1]) if frames else 0, exc)
+            return
+        handler = HANDLERS.get(frame.kind)
+        if handler is None:
+            msg = f"the broker does not accept '{frame.kind.value}' messages; it only sends them"
+            self.reply_error(ident, frame.corr, ProtocolError(ErrorCode.UNKNOWN_KIND, msg))
+            return
+        try:
+            with self.store.savepoint():
+                handler(self, ident, frame, now)
+        except ProtocolError as exc:
+            self.reply_error(ident, frame.corr, exc)
+
+    def tick(self, now: Now) -> None:
+        """Timers: lost workers, expired leases, timed-out waits, due retries."""
+        for worker in self.workers.lost(now.mono, 3 * self.config.heartbeat_s):
+            log.warning("worker %s on %s went silent for 3 heartbeats: dropped", worker.worker_id, worker.host)
+        for lease in self.leases.due(now.mono):
+            run_time = self.queues[lease.queue].max_run_time_s if lease.queue in self.queues else 0
+            error = f"lease expired: no answer from worker {lease.worker.decode(errors='replace')!r} within max_run_time ({run_time:g}s)"
+            self.fail(lease, error, 0.0, now)
+        heap = self._waiter_heap
+        while heap and heap[0][0] <= now.mono:
+            _, task_id = heapq.heappop(heap)
+            self._expire_waiters(task_id, now.mono)
+        for queue, due in list(self.next_ready.items()):
+            if due <= now.wall:
+                del self.next_ready[queue]
+                self.dirty.add(queue)
+
+    def wake_in(self, now: Now) -> float:
+        """Seconds until the next timer is due (0: work to do now)."""
+        times = [self._next_heartbeat - now.mono]
+        expiry = self.leases.next_expiry()
+        if expiry is not None:
+            times.append(expiry - now.mono)
+        if self._waiter_heap:
+            times.append(self._waiter_heap[0][0] - now.mono)
+        if self.next_ready:
+            times.append(min(self.next_ready.values()) - now.wall)
+        return max(0.0, min(times))
+
+    # -- queues and tokens --------------------------------------------------------------------
+
+    def queue(self, name: str, now: Now) -> QueueRow:
+        """The queue called `name`, created with the defaults if it does not exist yet."""
+        q = self.queues.get(name)
+        if q is None:
+            d = DEFAULT_QUEUE_LIMITS if name == DEFAULT_QUEUE else NEW_QUEUE_LIMITS
+            q = QueueRow(name, d.max_concurrent, d.max_run_time_s, d.max_tries, False, now.wall)
+            self.store.put_queue(q)
+            self.queues[name] = q
+        return q
+
+    def new_token(self) -> int:
+        self._token = (self._token + 1) % 2**63
+        return self._token
+
+    def move(self, queue: str, old: str, new: str, n: int = 1) -> None:
+        counts = self.counts[queue]
+        counts[old] -= n
+        counts[new] += n
+
+    # -- ends of leases -----------------------------------------------------------------------
+
+    def end_lease(self, lease: Lease) -> None:
+        self.leases.pop(lease.task_id)
+        worker = self.workers.get(lease.worker)
+        if worker is not None:
+            worker.running.discard(lease.task_id)
+
+    def finish(self, lease: Lease, state: str, result: bytes | None, error: str | None, now: Now) -> None:
+        self.end_lease(lease)
+        self.store.finish([(state, result, error, now.wall, lease.task_id)])
+        self.move(lease.queue, "active", state)
+        self.finished.append(lease.task_id)
+
+    def fail(self, lease: Lease, error: str, retry_in_s: float, now: Now) -> None:
+        """A failed try: wait and retry, or `dead` when the queue's max_tries are used up."""
+        q = self.queues.get(lease.queue)
+        if q is not None and q.max_tries != -1 and lease.tries >= q.max_tries:
+            self.finish(lease, "dead", None, error, now)
+            return
+        self.end_lease(lease)
+        ready_at = now.wall + retry_in_s
+        self.store.retry([(ready_at, error, lease.task_id)])
+        self.move(lease.queue, "active", "retry")
+        self.wake_queue(lease.queue, ready_at, now)
+
+    def release(self, lease: Lease, now: Now) -> None:
+        """Hand a task back without using a try (a worker shutting down before running it)."""
+        self.end_lease(lease)
+        self.store.unlease([(now.wall, lease.task_id)])
+        self.move(lease.queue, "active", "retry" if lease.tries > 1 else "new")
+        self.dirty.add(lease.queue)
+
+    def wake_queue(self, queue: str, ready_at: float, now: Now) -> None:
+        if ready_at <= now.wall:
+            self.dirty.add(queue)
+        elif ready_at < self.next_ready.get(queue, float("inf")):
+            self.next_ready[queue] = ready_at
+
+    # -- replies ------------------------------------------------------------------------------
+
+    def reply(self, ident: bytes, corr: int, data: Any) -> None:
+        self._replies.append((ident, corr, Kind.REPLY, {"data": data}))
+
+    def reply_error(self, ident: bytes, corr: int, exc: ProtocolError, index: int | None = None) -> None:
+        body: dict[str, Any] = {"code": int(exc.code), "message": exc.message}
+        if index is not None:
+            body["index"] = index
+        self._replies.append((ident, corr, Kind.ERROR, body))
+
+    def send(self, ident: bytes, kind: Kind, body: dict[str, Any]) -> None:
+        self._replies.append((ident, 0, kind, body))
+
+    def add_waiter(self, task_id: str, ident: bytes, corr: int, expires: float) -> None:
+        self.waiters.setdefault(task_id, []).append(Waiter(ident, corr, expires))
+        heapq.heappush(self._waiter_heap, (expires, task_id))
+
+    def _expire_waiters(self, task_id: str, now_mono: float) -> None:
+        waiters = self.waiters.get(task_id)
+        if not waiters:
+            return
+        keep = [w for w in waiters if w.expires > now_mono]
+        for w in waiters:
+            if w.expires <= now_mono:
+                msg = f"task {task_id} did not end within the wait; call wait() again or get() its state"
+                self.reply_error(w.ident, w.corr, ProtocolError(ErrorCode.TIMEOUT, msg))
+        if keep:
+            self.waiters[task_id] = keep
+        else:
+            del self.waiters[task_id]
+
+    def _answer_waiters(self) -> None:
+        for task_id in self.finished:
+            waiters = self.waiters.pop(task_id, None)
+            if waiters:
+                row = self.store.get_task(task_id)
+                info = task_info(row) if row else None
+                for w in waiters:
+                    self.reply(w.ident, w.corr, info)
+
+    def _outgoing(self, now: Now) -> list[tuple[bytes, bytes]]:
+        out = [(ident, encode(kind, corr, body)) for ident, corr, kind, body in self._replies]
+        for ident, tasks in self.deliveries.items():
+            out.append((ident, encode(Kind.DELIVER, 0, {"tasks": tasks})))
+        if now.mono >= self._next_heartbeat:
+            self._next_heartbeat = now.mono + self.config.heartbeat_s
+            beat = encode(Kind.HEARTBEAT, 0, {})
+            out.extend((w.ident, beat) for w in self.workers)
+        return out
+
+    def _after_rollback(self, exc: sqlite3.Error, now: Now) -> list[tuple[bytes, bytes]]:
+        """Nothing of this step is on disk: refuse what it answered, undo its deliveries, reload."""
+        log.error("commit failed, nothing of this batch was applied: %s", exc)
+        msg = f"the broker could not write to its database ({exc}); nothing was changed: free disk space, then retry"
+        refused = []
+        for ident, corr, kind, body in self._replies:
+            if kind is Kind.REPLY:
+                kind, body = Kind.ERROR, {"code": int(ErrorCode.INTERNAL), "message": msg}
+            refused.append((ident, corr, kind, body))
+        self._replies = refused
+        for ident, tasks in self.deliveries.items():
+            worker = self.workers.get(ident)
+            if worker is not None:
+                worker.credit += len(tasks)
+        self.deliveries = {}
+        self.load(now)
+        return self._outgoing(now)
+
+    def undeliverable(self, ident: bytes) -> None:
+        """A peer we could not send to: forget it as a worker (its leases will expire)."""
+        if self.workers.remove(ident) is not None:
+            log.warning("worker %r is unreachable: dropped", ident)
+

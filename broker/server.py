@@ -1,0 +1,102 @@
+"""The broker's one poll loop: read every waiting message, step, commit, then send.
+
+Signals only set a flag (through a wakeup socket, so the poll returns at once); the loop acts.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+from collections.abc import Callable
+
+import zmq
+
+from broker.config import BrokerConfig
+from broker.core import Broker
+from broker.store import Store
+from protocol.clock import Clock, SystemClock
+
+log = logging.getLogger("ajq.broker")
+
+
+class Server:
+    """ROUTER socket + store + Broker. `run()` until SIGTERM/SIGINT or `stop()`."""
+
+    def __init__(self, config: BrokerConfig, clock: Clock | None = None) -> None:
+        self.config = config
+        self.clock = clock or SystemClock()
+        self.store = Store(config.db, config.synchronous)
+        self.broker = Broker(self.store, config, self.clock.now())
+        self.ctx = zmq.Context()
+        self.sock = self.ctx.socket(zmq.ROUTER)
+        self.sock.setsockopt(zmq.ROUTER_MANDATORY, 1)  # an unknown peer raises instead of dropping
+        self.sock.setsockopt(zmq.ROUTER_HANDOVER, 1)  # a worker that reconnects takes its id back
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.setsockopt(zmq.SNDHWM, 100_000)
+        self.sock.setsockopt(zmq.RCVHWM, 100_000)
+        self.sock.setsockopt(zmq.MAXMSGSIZE, self.broker.limits.max_frame_bytes + 1024)
+        self.sock.bind(config.bind)
+        self.endpoint = self.sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._stopping = False
+
+    def stop(self, *_: object) -> None:
+        self._stopping = True
+        try:
+            self._wake_w.send(b"x")
+        except OSError:
+            pass
+
+    def install_signals(self) -> None:
+        signal.signal(signal.SIGTERM, self.stop)
+        signal.signal(signal.SIGINT, self.stop)
+
+    def run(self, on_ready: Callable[[str], None] | None = None) -> None:
+        poller = zmq.Poller()
+        poller.register(self.sock, zmq.POLLIN)
+        poller.register(self._wake_r.fileno(), zmq.POLLIN)
+        if on_ready:
+            on_ready(self.endpoint)
+        try:
+            while not self._stopping:
+                timeout_ms = self.broker.wake_in(self.clock.now()) * 1000
+                poller.poll(max(0, int(timeout_ms + 0.999)))
+                self._drain_wakeup()
+                self.turn()
+        finally:
+            self.close()
+
+    def turn(self) -> None:
+        """One iteration: every message waiting (up to a cap), one transaction, all the sends."""
+        inbox = []
+        recv = self.sock.recv_multipart
+        for _ in range(self.config.max_batch_messages):
+            try:
+                inbox.append(recv(zmq.NOBLOCK))
+            except zmq.Again:
+                break
+        out = self.broker.step(inbox, self.clock.now())
+        send = self.sock.send_multipart
+        for ident, data in out:
+            try:
+                send([ident, data], zmq.NOBLOCK)
+            except zmq.ZMQError as exc:  # EHOSTUNREACH: peer gone; EAGAIN: peer not reading
+                log.debug("cannot send to %r: %s", ident, exc)
+                self.broker.undeliverable(ident)
+
+    def _drain_wakeup(self) -> None:
+        try:
+            while self._wake_r.recv(4096):
+                pass
+        except BlockingIOError:
+            pass
+
+    def close(self) -> None:
+        self.sock.close(0)
+        self.ctx.term()
+        self.store.close()
+        self._wake_r.close()
+        self._wake_w.close()

@@ -1,0 +1,133 @@
+"""Messages from workers: HELLO, CREDIT, PAUSE, RESULTS, RELEASE, HEARTBEAT, BYE.
+
+Every answer about a task is checked against its current lease: a token that is not the task's
+current one is refused with STALE_LEASE and changes nothing (fencing).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from broker.leases import Lease
+from broker.registry import WorkerState
+from protocol import ErrorCode, Frame, Kind, ProtocolError
+from protocol.clock import Now
+
+if TYPE_CHECKING:
+    from broker.core import Broker
+
+
+def hello(b: Broker, ident: bytes, frame: Frame, now: Now) -> None:
+    body = frame.body
+    if ident != body["worker_id"].encode():
+        raise ProtocolError(ErrorCode.BAD_FIELD, "hello worker_id must equal the socket's routing id")
+    for name in body["queues"]:
+        b.queue(name, now)
+    worker = WorkerState(
+        ident=ident,
+        worker_id=body["worker_id"],
+        host=body["host"],
+        pid=body["pid"],
+        procs=body["procs"],
+        queues=list(dict.fromkeys(body["queues"])),
+        since=now.wall,
+        last_seen=now.mono,
+        running={lease.task_id for lease in b.leases.of_worker(ident)},
+    )
+    b.workers.add(worker)
+    b.reply(
+        ident,
+        frame.corr,
+        {
+            "heartbeat_s": b.config.heartbeat_s,
+            "max_frame_bytes": b.limits.max_frame_bytes,
+            "max_batch": b.limits.max_batch,
+            "running": sorted(worker.running),
+        },
+    )
+
+
+def credit(b: Broker, ident: bytes, frame: Frame, now: Now) -> None:
+    worker = _registered(b, ident, now)
+    worker.credit += frame.body["n"]
+    worker.paused = False
+
+
+def pause(b: Broker, ident: bytes, frame: Frame, now: Now) -> None:
+    worker = _registered(b, ident, now)
+    worker.credit = 0
+    worker.paused = True
+
+
+def results(b: Broker, ident: bytes, frame: Frame, now: Now) -> None:
+    worker = b.workers.seen(ident, now.mono)
+    accepted: list[str] = []
+    refused: list[list[Any]] = []
+    for item in frame.body["results"]:
+        lease = _current(b, item["id"], item["token"], refused)
+        if lease is None:
+            continue
+        outcome = item["outcome"]
+        if outcome == "complete":
+            b.finish(lease, "complete", item.get("result"), None, now)
+        elif outcome == "terminate":
+            b.finish(lease, "terminated", None, item.get("error", "terminated by its handler"), now)
+        else:
+            b.fail(lease, item.get("error", "failed"), float(item.get("retry_in_s", 0.0)), now)
+        accepted.append(lease.task_id)
+    b.reply(ident, frame.corr, {"accepted": accepted, "refused": refused})
+    if worker is None:
+        _not_registered(b, ident)
+    else:
+        worker.credit += frame.body.get("credit", 0)
+
+
+def release(b: Broker, ident: bytes, frame: Frame, now: Now) -> None:
+    b.workers.seen(ident, now.mono)
+    accepted: list[str] = []
+    refused: list[list[Any]] = []
+    for item in frame.body["leases"]:
+        lease = _current(b, item["id"], item["token"], refused)
+        if lease is not None:
+            b.release(lease, now)
+            accepted.append(lease.task_id)
+    b.reply(ident, frame.corr, {"accepted": accepted, "refused": refused})
+
+
+def heartbeat(b: Broker, ident: bytes, frame: Frame, now: Now) -> None:
+    _registered(b, ident, now)
+
+
+def bye(b: Broker, ident: bytes, frame: Frame, now: Now) -> None:
+    b.workers.remove(ident)
+
+
+def _current(b: Broker, task_id: str, token: int, refused: list[list[Any]]) -> Lease | None:
+    lease = b.leases.get(task_id)
+    if lease is None or lease.token != token:
+        msg = f"lease {token} of task {task_id} is no longer current (it expired or the task moved on); dropped"
+        refused.append([task_id, int(ErrorCode.STALE_LEASE), msg])
+        return None
+    return lease
+
+
+def _registered(b: Broker, ident: bytes, now: Now) -> WorkerState:
+    worker = b.workers.seen(ident, now.mono)
+    if worker is None:
+        raise ProtocolError(ErrorCode.NOT_REGISTERED, "this worker is not registered: send HELLO again")
+    return worker
+
+
+def _not_registered(b: Broker, ident: bytes) -> None:
+    b.reply_error(ident, 0, ProtocolError(ErrorCode.NOT_REGISTERED, "this worker is not registered: send HELLO again"))
+
+
+HANDLERS = {
+    Kind.HELLO: hello,
+    Kind.CREDIT: credit,
+    Kind.PAUSE: pause,
+    Kind.RESULTS: results,
+    Kind.RELEASE: release,
+    Kind.HEARTBEAT: heartbeat,
+    Kind.BYE: bye,
+}

@@ -1,0 +1,31 @@
+"""The ajq client: submit tasks and read their state (sync `Client`, asyncio `AsyncClient`)."""
+
+from client.aio import AsyncClient
+from client.client import Client
+from client.errors import (
+    BrokerError,
+    ClientError,
+    DuplicateTask,
+    InvalidRequest,
+    QueueNotFound,
+    RequestTimeout,
+    TaskNotFound,
+    WaitTimeout,
+)
+from client.models import QueueInfo, Submitted, TaskInfo
+
+__all__ = [
+    "AsyncClient",
+    "BrokerError",
+    "Client",
+    "ClientError",
+    "DuplicateTask",
+    "InvalidRequest",
+    "QueueInfo",
+    "QueueNotFound",
+    "RequestTimeout",
+    "Submitted",
+    "TaskInfo",
+    "TaskNotFound",
+    "WaitTimeout",
+]

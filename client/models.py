@@ -1,0 +1,84 @@
+"""What the client hands back: plain dataclasses built from the broker's replies."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from protocol import FINAL_STATES, decode_value
+
+
+def _when(ts: float | None) -> datetime | None:
+    return datetime.fromtimestamp(ts, tz=timezone.utc) if ts is not None else None
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """A task the broker has committed to disk."""
+
+    id: str
+    type: str
+    queue: str
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    id: str
+    queue: str
+    type: str
+    state: str
+    tries: int
+    payload: Any
+    result: Any
+    last_error: str | None
+    created_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    deadline: datetime | None
+    worker: str | None
+
+    @property
+    def done(self) -> bool:
+        return self.state in FINAL_STATES
+
+    @classmethod
+    def from_wire(cls, d: dict[str, Any]) -> TaskInfo:
+        return cls(
+            id=d["id"],
+            queue=d["queue"],
+            type=d["type"],
+            state=d["state"],
+            tries=d["tries"],
+            payload=decode_value(d["payload"]),
+            result=decode_value(d["result"]) if d["result"] is not None else None,
+            last_error=d["last_error"],
+            created_at=_when(d["created_at"]),
+            started_at=_when(d["started_at"]),
+            finished_at=_when(d["finished_at"]),
+            deadline=_when(d["deadline"]),
+            worker=d["worker"],
+        )
+
+
+@dataclass(frozen=True)
+class QueueInfo:
+    name: str
+    max_concurrent: int
+    max_run_time_s: float
+    max_tries: int  # -1: unlimited
+    paused: bool
+    workers: int
+    counts: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def from_wire(cls, d: dict[str, Any]) -> QueueInfo:
+        return cls(
+            name=d["name"],
+            max_concurrent=d["max_concurrent"],
+            max_run_time_s=d["max_run_time_s"],
+            max_tries=d["max_tries"],
+            paused=d["paused"],
+            workers=d["workers"],
+            counts=dict(d["counts"]),
+        )

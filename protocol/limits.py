@@ -1,0 +1,20 @@
+"""Size limits every peer enforces on what it receives; the broker announces its own in WELCOME."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+MAX_FRAME_BYTES = 8 * 1024 * 1024  # one encoded message
+MAX_PAYLOAD_BYTES = 1024 * 1024  # one task's encoded payload or result
+MAX_BATCH = 10_000  # tasks in one SUBMIT, leases in one RESULTS
+MAX_NAME_CHARS = 200  # queue names and task types
+MAX_ERROR_CHARS = 8_000  # stored error text; longer text is cut, not refused
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The limits in force for one connection."""
+
+    max_frame_bytes: int = MAX_FRAME_BYTES
+    max_payload_bytes: int = MAX_PAYLOAD_BYTES
+    max_batch: int = MAX_BATCH

@@ -1,0 +1,19 @@
+"""Task states (asyncjobs' names plus `expired` and `dead`) and which of them are final."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class TaskState(str, Enum):
+    NEW = "new"  # waiting for its first try
+    ACTIVE = "active"  # leased to a worker process
+    RETRY = "retry"  # failed a try; waits for its retry time
+    COMPLETE = "complete"  # a handler returned; the result is stored
+    TERMINATED = "terminated"  # a handler raised TerminateTask: no more tries
+    EXPIRED = "expired"  # its deadline passed before it could start
+    DEAD = "dead"  # out of tries, kept with its last error
+
+
+FINAL_STATES = frozenset({TaskState.COMPLETE, TaskState.TERMINATED, TaskState.EXPIRED, TaskState.DEAD})
+WAITING_STATES = frozenset({TaskState.NEW, TaskState.RETRY})
