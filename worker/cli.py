@@ -11,7 +11,7 @@ import sys
 from worker.config import WorkerConfig
 from worker.cpus import available_cpus
 from worker.errors import ConfigError, WorkerError
-from worker.retry import BY_NAME, by_name
+from worker.retry import BY_NAME, RETRY_DEFAULT, by_name
 from worker.router import Router
 
 
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--queue", action="append", dest="queues", help="queue to serve (repeatable; default DEFAULT)")
     p.add_argument("--prefetch", type=int, default=-1, help="tasks held ready beyond --procs (default: --procs)")
     p.add_argument("--shutdown-timeout", type=float, default=8.0, help="seconds running tasks get on SIGTERM")
-    p.add_argument("--retry", default="10m", choices=sorted(BY_NAME), help="retry policy (default 10m)")
+    p.add_argument("--retry", choices=sorted(BY_NAME), help="retry policy (default: the router's, else 10m)")
     p.add_argument("-v", "--verbose", action="store_true")
     args = p.parse_args(argv)
     logging.basicConfig(
@@ -70,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
         router = load_router(args.app)
         from worker.supervisor import Supervisor
 
-        supervisor = Supervisor(config, router, by_name(args.retry))
+        retry = by_name(args.retry) if args.retry else (router.retry or RETRY_DEFAULT)
+        supervisor = Supervisor(config, router, retry)
     except WorkerError as exc:
         print(f"ajworker: {exc}", file=sys.stderr)
         return 2

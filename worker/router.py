@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
+    from worker.retry import RetryPolicyProvider
     from worker.task import Task
 
 Handler = Callable[["Task"], Any]
@@ -13,9 +14,16 @@ H = TypeVar("H", bound=Handler)
 
 
 class Router:
-    """Maps task types to handlers. Register with the `handler(pattern)` decorator."""
+    """Maps task types to handlers. Register with the `handler(pattern)` decorator.
 
-    def __init__(self) -> None:
+    `retry` is the policy for failed tries (default: RETRY_LINEAR_TEN_MINUTES); `ajworker --retry`
+    overrides it.
+    """
+
+    def __init__(self, *, retry: RetryPolicyProvider | None = None) -> None:
+        if retry is not None and not callable(getattr(retry, "delay", None)):
+            raise TypeError("retry must have a delay(n) -> seconds method, like RetryPolicy")
+        self.retry = retry
         self._handlers: dict[str, Handler] = {}
         self._cache: dict[str, Handler | None] = {}
 
