@@ -74,6 +74,26 @@ def queue_configure(b: Broker, ident: bytes, frame: Frame, now: Now) -> None:
     b.reply(ident, frame.corr, queue_info(b, new))
 
 
+def workers(b: Broker, ident: bytes, frame: Frame, now: Now) -> None:
+    b.reply(
+        ident,
+        frame.corr,
+        [
+            {
+                "worker_id": w.worker_id,
+                "host": w.host,
+                "pid": w.pid,
+                "procs": w.procs,
+                "queues": w.queues,
+                "running": sorted(w.running),
+                "since": w.since,
+                "paused": w.paused,
+            }
+            for w in b.workers
+        ],
+    )
+
+
 def _task(b: Broker, task_id: str) -> TaskRow:
     row = b.store.get_task(task_id)
     if row is None:
@@ -92,7 +112,7 @@ def _queue(b: Broker, name: str) -> QueueRow:
 
 
 def queue_info(b: Broker, q: QueueRow) -> dict[str, Any]:
-    counts = b.counts.get(q.name, {})
+    counts: dict[str, int] = b.counts.get(q.name, {})
     return {
         "name": q.name,
         "max_concurrent": q.max_concurrent,
@@ -131,4 +151,5 @@ HANDLERS = {
     Kind.QUEUE_LIST: queue_list,
     Kind.QUEUE_INFO: queue_info_request,
     Kind.QUEUE_CONFIGURE: queue_configure,
+    Kind.WORKERS: workers,
 }

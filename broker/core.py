@@ -25,6 +25,7 @@ from broker.store import QueueRow, Store
 from protocol import ErrorCode, Kind, Limits, ProtocolError, decode, encode
 from protocol.clock import Now
 from protocol.codec import peek_corr
+from protocol.messages import check_body
 
 log = logging.getLogger("ajq.broker")
 
@@ -106,7 +107,7 @@ class Broker:
 
     def handle(self, ident: bytes, frames: list[bytes], now: Now) -> None:
         try:
-            frame = decode(frames, self.limits)
+            frame = decode(frames, self.limits, validate=False)
         except ProtocolError as exc:
             self.reply_error(ident, peek_corr(frames[-1]) if frames else 0, exc)
             return
@@ -116,6 +117,7 @@ class Broker:
             self.reply_error(ident, frame.corr, ProtocolError(ErrorCode.UNKNOWN_KIND, msg))
             return
         try:
+            check_body(frame.kind, frame.body, self.limits)
             with self.store.savepoint():
                 handler(self, ident, frame, now)
         except ProtocolError as exc:
@@ -123,11 +125,12 @@ class Broker:
 
     def tick(self, now: Now) -> None:
         """Timers: lost workers, expired leases, timed-out waits, due retries."""
-        for worker in self.workers.lost(now.mono, 3 * self.config.heartbeat_s):
-            log.warning("worker %s on %s went silent for 3 heartbeats: dropped", worker.worker_id, worker.host)
+        for lost in self.workers.lost(now.mono, 3 * self.config.heartbeat_s):
+            log.warning("worker %s on %s went silent for 3 heartbeats: dropped", lost.worker_id, lost.host)
         for lease in self.leases.due(now.mono):
             run_time = self.queues[lease.queue].max_run_time_s if lease.queue in self.queues else 0
-            error = f"lease expired: no answer from worker {lease.worker.decode(errors='replace')!r} within max_run_time ({run_time:g}s)"
+            worker = lease.worker.decode(errors="replace")
+            error = f"lease expired: no answer from worker {worker!r} within max_run_time ({run_time:g}s)"
             self.fail(lease, error, 0.0, now)
         heap = self._waiter_heap
         while heap and heap[0][0] <= now.mono:
@@ -283,4 +286,3 @@ class Broker:
         """A peer we could not send to: forget it as a worker (its leases will expire)."""
         if self.workers.remove(ident) is not None:
             log.warning("worker %r is unreachable: dropped", ident)
-

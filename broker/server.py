@@ -5,6 +5,7 @@ Signals only set a flag (through a wakeup socket, so the poll returns at once); 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import socket
@@ -16,6 +17,7 @@ from broker.config import BrokerConfig
 from broker.core import Broker
 from broker.store import Store
 from protocol.clock import Clock, SystemClock
+from protocol.limits import HARD_FRAME_BYTES
 
 log = logging.getLogger("ajq.broker")
 
@@ -35,7 +37,7 @@ class Server:
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.setsockopt(zmq.SNDHWM, 100_000)
         self.sock.setsockopt(zmq.RCVHWM, 100_000)
-        self.sock.setsockopt(zmq.MAXMSGSIZE, self.broker.limits.max_frame_bytes + 1024)
+        self.sock.setsockopt(zmq.MAXMSGSIZE, HARD_FRAME_BYTES)
         self.sock.bind(config.bind)
         self.endpoint = self.sock.getsockopt_string(zmq.LAST_ENDPOINT)
         self._wake_r, self._wake_w = socket.socketpair()
@@ -45,10 +47,8 @@ class Server:
 
     def stop(self, *_: object) -> None:
         self._stopping = True
-        try:
+        with contextlib.suppress(OSError):
             self._wake_w.send(b"x")
-        except OSError:
-            pass
 
     def install_signals(self) -> None:
         signal.signal(signal.SIGTERM, self.stop)

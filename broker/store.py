@@ -191,10 +191,13 @@ class Store:
 
     def next_ready_at(self, queue: str) -> float | None:
         row = self.db.execute(f"SELECT min(ready_at) FROM tasks WHERE queue = ? AND {WAITING}", (queue,)).fetchone()
-        return row[0]
+        due: float | None = row[0]
+        return due
 
     def active_tasks(self) -> list[ActiveTask]:
-        rows = self.db.execute("SELECT id, queue, token, tries, lease_expires, worker FROM tasks WHERE state = 'active'")
+        rows = self.db.execute(
+            "SELECT id, queue, token, tries, lease_expires, worker FROM tasks WHERE state = 'active'"
+        )
         return [ActiveTask(*r) for r in rows]
 
     # -- tasks: state changes -----------------------------------------------------------------

@@ -12,7 +12,7 @@ from client.errors import (
     TaskNotFound,
     WaitTimeout,
 )
-from client.models import QueueInfo, Submitted, TaskInfo
+from client.models import QueueInfo, Submitted, TaskInfo, WorkerInfo
 
 __all__ = [
     "AsyncClient",
@@ -28,4 +28,5 @@ __all__ = [
     "TaskInfo",
     "TaskNotFound",
     "WaitTimeout",
+    "WorkerInfo",
 ]

@@ -98,7 +98,7 @@ class AsyncClient:
         try:
             await self._sock.send(encode(kind, corr, body))
             return await asyncio.wait_for(fut, limit)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise RequestTimeout(
                 f"no answer from the broker at {self.endpoint} within {limit:g}s: is ajbroker running there?"
             ) from None

@@ -13,7 +13,7 @@ import zmq
 
 from client import calls
 from client.errors import ClientError, RequestTimeout, from_reply
-from client.models import QueueInfo, Submitted, TaskInfo
+from client.models import QueueInfo, Submitted, TaskInfo, WorkerInfo
 from protocol import Kind, ProtocolError, decode, encode
 
 WAIT_MARGIN_S = 5.0  # extra time for the broker's own answer to a WAIT that ran out
@@ -88,6 +88,10 @@ class Client:
 
     def queue_info(self, name: str, *, timeout: float | None = None) -> QueueInfo:
         return QueueInfo.from_wire(self.call(Kind.QUEUE_INFO, {"name": name}, timeout))
+
+    def workers(self, *, timeout: float | None = None) -> list[WorkerInfo]:
+        """Live workers: id, host, pid, processes, queues, running task ids, since when."""
+        return [WorkerInfo.from_wire(w) for w in self.call(Kind.WORKERS, {}, timeout)]
 
     def configure_queue(
         self,

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from protocol import FINAL_STATES, decode_value
 
 
 def _when(ts: float | None) -> datetime | None:
-    return datetime.fromtimestamp(ts, tz=timezone.utc) if ts is not None else None
+    return datetime.fromtimestamp(ts, tz=UTC) if ts is not None else None
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,24 @@ class TaskInfo:
             deadline=_when(d["deadline"]),
             worker=d["worker"],
         )
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    """A live worker as the broker sees it."""
+
+    worker_id: str
+    host: str
+    pid: int
+    procs: int
+    queues: list[str]
+    running: list[str]
+    since: datetime | None
+    paused: bool
+
+    @classmethod
+    def from_wire(cls, d: dict[str, Any]) -> WorkerInfo:
+        return cls(**{**d, "since": _when(d["since"])})
 
 
 @dataclass(frozen=True)

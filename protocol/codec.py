@@ -26,7 +26,8 @@ class Frame:
 
 
 def encode(kind: Kind, corr: int, body: dict[str, Any]) -> bytes:
-    return msgpack.packb([VERSION, kind.value, corr, body], use_bin_type=True)
+    data: bytes = msgpack.packb([VERSION, kind.value, corr, body], use_bin_type=True)
+    return data
 
 
 def decode(frames: list[bytes], limits: Limits = _DEFAULT_LIMITS, validate: bool = True) -> Frame:
@@ -70,9 +71,10 @@ def peek_corr(data: bytes) -> int:
 def encode_value(value: Any) -> bytes:
     """Encode a payload or result; raise TypeError naming what msgpack cannot carry."""
     try:
-        return msgpack.packb(value, use_bin_type=True)
+        data: bytes = msgpack.packb(value, use_bin_type=True)
     except (TypeError, ValueError, OverflowError) as exc:
         raise TypeError(f"value cannot be sent as msgpack: {exc}; use dicts, lists, str, bytes, numbers") from None
+    return data
 
 
 def decode_value(data: bytes) -> Any:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-MAX_FRAME_BYTES = 8 * 1024 * 1024  # one encoded message
+MAX_FRAME_BYTES = 8 * 1024 * 1024  # one encoded message; larger ones get a TOO_LARGE error
+HARD_FRAME_BYTES = 64 * 1024 * 1024  # above this, ZeroMQ drops the connection before we read it
 MAX_PAYLOAD_BYTES = 1024 * 1024  # one task's encoded payload or result
 MAX_BATCH = 10_000  # tasks in one SUBMIT, leases in one RESULTS
 MAX_NAME_CHARS = 200  # queue names and task types

@@ -7,14 +7,14 @@ protocol version. Field specs are (types, required, check); `check` returns an e
 from __future__ import annotations
 
 from collections.abc import Callable
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from protocol.errors import ErrorCode, ProtocolError
 from protocol.limits import MAX_ERROR_CHARS, MAX_NAME_CHARS, Limits
 
 
-class Kind(str, Enum):
+class Kind(StrEnum):
     # client -> broker (each answered by REPLY or ERROR with the same correlation id)
     SUBMIT = "submit"
     GET = "get"
@@ -22,6 +22,7 @@ class Kind(str, Enum):
     QUEUE_LIST = "queue_list"
     QUEUE_INFO = "queue_info"
     QUEUE_CONFIGURE = "queue_configure"
+    WORKERS = "workers"
     # worker -> broker
     HELLO = "hello"  # answered by REPLY (the welcome)
     CREDIT = "credit"  # n more free slots; no reply
@@ -119,6 +120,7 @@ BODIES: dict[Kind, dict[str, FieldSpec]] = {
         "max_run_time_s": (NUMBER, False, _positive),
         "max_tries": (int, False, _tries),
     },
+    Kind.WORKERS: {},
     Kind.HELLO: {
         "worker_id": (str, True, _name),
         "host": (str, True, None),

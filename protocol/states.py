@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 
-class TaskState(str, Enum):
+class TaskState(StrEnum):
     NEW = "new"  # waiting for its first try
     ACTIVE = "active"  # leased to a worker process
     RETRY = "retry"  # failed a try; waits for its retry time

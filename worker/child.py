@@ -10,7 +10,7 @@ import logging
 import os
 import signal
 import traceback
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -38,7 +38,7 @@ def child_main(conn: Connection, router: Router) -> None:
             except (EOFError, OSError):
                 break
             conn.send_bytes(msgpack.packb(run_one(router, msgpack.unpackb(data, raw=False))))
-    except BaseException:  # noqa: BLE001 - a broken pipe or bug here must still end the process
+    except BaseException:
         code = 1
     finally:
         os._exit(code)
@@ -53,7 +53,7 @@ def run_one(router: Router, msg: dict[str, Any]) -> dict[str, Any]:
         payload=decode_value(msg["payload"]),
         tries=msg["tries"],
         max_tries=msg["max_tries"],
-        deadline=datetime.fromtimestamp(msg["deadline_wall"], tz=timezone.utc),
+        deadline=datetime.fromtimestamp(msg["deadline_wall"], tz=UTC),
         log=logging.LoggerAdapter(log, {"task_id": msg["id"]}),
     )
     handler = router.route(task.type)
@@ -63,7 +63,7 @@ def run_one(router: Router, msg: dict[str, Any]) -> dict[str, Any]:
         value = handler(task)
     except TerminateTask as exc:
         return {"outcome": "terminate", "error": _cut(f"TerminateTask: {exc}")}
-    except BaseException as exc:  # noqa: BLE001 - SystemExit in a handler is a failed try, not an exit
+    except BaseException as exc:
         return _fail(_describe(exc))
     try:
         blob = encode_value(value)

@@ -6,6 +6,7 @@ child starts with them loaded, so a task costs no import and no process start.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import gc
 import os
@@ -84,10 +85,8 @@ class Pool:
         return outcome
 
     def kill(self, child: Child) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(child.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
     def reap(self, child: Child) -> str:
         """Wait for a dead (or killed) child, forget it, and say how it ended."""
@@ -105,10 +104,8 @@ class Pool:
             child.conn.close()
         for child in list(self.children.values()):
             self.kill(child)
-            try:
+            with contextlib.suppress(ChildProcessError):
                 os.waitpid(child.pid, 0)
-            except ChildProcessError:
-                pass
         self.children.clear()
 
 

@@ -7,6 +7,7 @@ children, and reports outcomes in batches. Signal handlers only set flags; the l
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import os
@@ -67,10 +68,8 @@ class Supervisor:
 
     def _on_signal(self, signum: int, _frame: object) -> None:
         self._signals.append(signum)
-        try:
+        with contextlib.suppress(OSError):
             self._wake_w.send(b"x")
-        except OSError:
-            pass
 
     def run(self) -> None:
         """Fork the pool (before any ZeroMQ context exists), connect, loop until stopped."""
@@ -219,7 +218,9 @@ class Supervisor:
                 self._drop_child(child)
                 self._replace(child)
                 self._report_failure(
-                    item, f"hard timeout: the handler ran past max_run_time ({item['run_time_s']:g}s); its process was killed"
+                    item,
+                    f"hard timeout: the handler ran past max_run_time ({item['run_time_s']:g}s); "
+                    "its process was killed",
                 )
 
     def _drop_child(self, child: Child) -> None:
@@ -236,7 +237,13 @@ class Supervisor:
     def _report_failure(self, item: dict[str, Any], error: str) -> None:
         log.warning("task %s (%s): %s", item["id"], item["type"], error)
         self.outbox.append(
-            {"id": item["id"], "token": item["token"], "outcome": "fail", "error": error, "retry_in_s": self._retry_delay(item)}
+            {
+                "id": item["id"],
+                "token": item["token"],
+                "outcome": "fail",
+                "error": error,
+                "retry_in_s": self._retry_delay(item),
+            }
         )
         self._slot_freed()
 
