@@ -1,0 +1,149 @@
+"""The broker's state machine, stepped by hand with a moved clock: no sockets, no sleeping."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from broker.config import BrokerConfig
+from broker.core import Broker
+from broker.store import Store
+from protocol import ErrorCode, Frame, Kind, decode, encode, encode_value
+from protocol.clock import Now
+
+W1, W2, C = b"w1", b"w2", b"\x00client"
+
+
+class Rig:
+    """A Broker on a temp database with a hand-moved clock."""
+
+    def __init__(self, path: Path) -> None:
+        self.now = Now(1000.0, 1_700_000_000.0)
+        self.store = Store(str(path))
+        self.broker = Broker(self.store, BrokerConfig(db=str(path), heartbeat_s=10.0, lease_grace_s=1.0), self.now)
+        self.corr = 0
+
+    def advance(self, seconds: float) -> None:
+        self.now = Now(self.now.mono + seconds, self.now.wall + seconds)
+
+    def step(self, *msgs: tuple[bytes, Kind, dict[str, Any]]) -> list[tuple[bytes, Frame]]:
+        inbox = []
+        for ident, kind, body in msgs:
+            self.corr += 1
+            inbox.append([ident, encode(kind, self.corr, body)])
+        out = self.broker.step(inbox, self.now)
+        return [(ident, decode([data], validate=False)) for ident, data in out if b"heartbeat" not in data]
+
+    def hello(self, ident: bytes, queues: list[str], credit: int) -> list[tuple[bytes, Frame]]:
+        body = {"worker_id": ident.decode(), "host": "h", "pid": 1, "procs": credit, "queues": queues}
+        return self.step((ident, Kind.HELLO, body), (ident, Kind.CREDIT, {"n": credit}))
+
+    def submit(self, queue: str, n: int) -> list[str]:
+        tasks = [{"type": "t", "payload": encode_value(i)} for i in range(n)]
+        (_, reply), *_ = self.step((C, Kind.SUBMIT, {"queue": queue, "tasks": tasks}))
+        ids: list[str] = reply.body["data"]["ids"]
+        return ids
+
+
+def delivered(out: list[tuple[bytes, Frame]], ident: bytes) -> list[dict[str, Any]]:
+    return [t for i, f in out if i == ident and f.kind is Kind.DELIVER for t in f.body["tasks"]]
+
+
+@pytest.fixture
+def rig(tmp_path: Path) -> Iterator[Rig]:
+    r = Rig(tmp_path / "core.db")
+    yield r
+    r.store.close()
+
+
+def test_max_concurrent_bounds_leases_across_workers(rig: Rig) -> None:
+    # Given a queue limited to 3 and two workers with 5 free slots each.
+    rig.step((C, Kind.QUEUE_CONFIGURE, {"name": "Q", "max_concurrent": 3}))
+    rig.submit("Q", 10)
+    out = rig.hello(W1, ["Q"], 5) + rig.hello(W2, ["Q"], 5)
+    # Then only 3 tasks are leased in all.
+    first = delivered(out, W1) + delivered(out, W2)
+    assert len(first) == 3
+    # When one completes, Then exactly one more is leased.
+    t = first[0]
+    ident = W1 if t in delivered(out, W1) else W2
+    result = {"id": t["id"], "token": t["token"], "outcome": "complete", "result": encode_value("ok")}
+    out = rig.step((ident, Kind.RESULTS, {"results": [result], "credit": 1}))
+    assert len(delivered(out, W1) + delivered(out, W2)) == 1
+    assert rig.broker.counts["Q"]["active"] == 3
+
+
+def test_expired_lease_is_a_failed_try_and_the_old_token_is_refused(rig: Rig) -> None:
+    rig.step((C, Kind.QUEUE_CONFIGURE, {"name": "Q", "max_run_time_s": 5.0, "max_tries": 2}))
+    [task_id] = rig.submit("Q", 1)
+    [first] = delivered(rig.hello(W1, ["Q"], 2), W1)
+    # When the lease (5 s + 1 s grace) runs out while the worker keeps beating.
+    rig.advance(5.5)
+    assert delivered(rig.step((W1, Kind.HEARTBEAT, {})), W1) == []
+    rig.advance(1.0)
+    [second] = delivered(rig.step((W1, Kind.HEARTBEAT, {})), W1)
+    # Then it is delivered again, on a new token, as try 2.
+    assert (second["id"], second["tries"]) == (task_id, 2) and second["token"] != first["token"]
+    stale = {"id": task_id, "token": first["token"], "outcome": "complete"}
+    [(_, reply)] = rig.step((W1, Kind.RESULTS, {"results": [stale]}))
+    assert reply.body["data"]["refused"][0][1] == ErrorCode.STALE_LEASE
+    # And when the second lease runs out too, the task is dead (max_tries 2).
+    rig.advance(6.5)
+    rig.step((W1, Kind.HEARTBEAT, {}))
+    row = rig.store.get_task(task_id)
+    assert row is not None and (row.state, row.tries) == ("dead", 2)
+    assert "lease expired" in (row.last_error or "")
+
+
+def test_retry_waits_for_its_time_then_is_pushed(rig: Rig) -> None:
+    [task_id] = rig.submit("Q", 1)
+    [t] = delivered(rig.hello(W1, ["Q"], 1), W1)
+    fail = {"id": t["id"], "token": t["token"], "outcome": "fail", "error": "boom", "retry_in_s": 30.0}
+    assert delivered(rig.step((W1, Kind.RESULTS, {"results": [fail], "credit": 1})), W1) == []
+    assert rig.broker.wake_in(rig.now) == pytest.approx(10.0)  # the heartbeat timer comes first
+    rig.advance(29.0)
+    assert delivered(rig.step((W1, Kind.HEARTBEAT, {})), W1) == []
+    rig.advance(1.0)
+    [again] = delivered(rig.step(), W1)
+    assert (again["id"], again["tries"]) == (task_id, 2)
+
+
+def test_deadline_passed_before_start_means_expired_never_run(rig: Rig) -> None:
+    late = {"type": "t", "payload": encode_value(None), "deadline": rig.now.wall + 5}
+    [(_, reply)] = rig.step((C, Kind.SUBMIT, {"queue": "Q", "tasks": [late]}))
+    [task_id] = reply.body["data"]["ids"]
+    rig.advance(10)
+    assert delivered(rig.hello(W1, ["Q"], 1), W1) == []
+    row = rig.store.get_task(task_id)
+    assert row is not None and (row.state, row.tries) == ("expired", 0)
+
+
+def test_waiters_are_answered_after_the_commit_that_ends_the_task(rig: Rig) -> None:
+    [task_id] = rig.submit("Q", 1)
+    assert rig.step((C, Kind.WAIT, {"id": task_id, "timeout_s": 60.0})) == []
+    [t] = delivered(rig.hello(W1, ["Q"], 1), W1)
+    done = {"id": t["id"], "token": t["token"], "outcome": "complete", "result": encode_value(7)}
+    out = rig.step((W1, Kind.RESULTS, {"results": [done]}))
+    waits = [f for i, f in out if i == C]
+    assert len(waits) == 1 and waits[0].body["data"]["state"] == "complete"
+
+
+def test_release_hands_a_task_back_without_using_a_try(rig: Rig) -> None:
+    [task_id] = rig.submit("Q", 1)
+    [t] = delivered(rig.hello(W1, ["Q"], 1), W1)
+    rig.step((W1, Kind.PAUSE, {}), (W1, Kind.RELEASE, {"leases": [{"id": t["id"], "token": t["token"]}]}))
+    row = rig.store.get_task(task_id)
+    assert row is not None and (row.state, row.tries) == ("new", 0)
+    [again] = delivered(rig.hello(W2, ["Q"], 1), W2)
+    assert (again["id"], again["tries"]) == (task_id, 1)
+
+
+def test_restart_recovers_leases_and_counts_from_disk(rig: Rig, tmp_path: Path) -> None:
+    rig.submit("Q", 3)
+    rig.hello(W1, ["Q"], 2)
+    reopened = Broker(Store(str(tmp_path / "core.db")), rig.broker.config, rig.now)
+    assert reopened.counts["Q"]["active"] == 2 and reopened.counts["Q"]["new"] == 1
+    assert len(reopened.leases) == 2

@@ -1,0 +1,69 @@
+"""The router, retry policies and CPU count, without processes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from worker import RETRY_LINEAR_ONE_HOUR, RETRY_LINEAR_ONE_MINUTE, RETRY_LINEAR_TEN_MINUTES, RetryPolicy, Router
+from worker.cpus import available_cpus, cgroup_quota
+from worker.retry import RETRY_SIDEKIQ, by_name
+
+
+def test_router_prefers_exact_then_longest_prefix_then_catch_all() -> None:
+    r = Router()
+    for pattern in ("email:new", "email:", "email:b", ""):
+        r.add(pattern, lambda t, p=pattern: p)
+    picks = {t: r.route(t)(None) for t in ("email:new", "email:bounce", "email:x", "sms")}  # type: ignore[misc,arg-type]
+    assert picks == {"email:new": "email:new", "email:bounce": "email:b", "email:x": "email:", "sms": ""}
+
+
+def test_router_without_catch_all_has_no_handler_for_others() -> None:
+    r = Router()
+    r.add("a:", lambda t: None)
+    assert r.route("b") is None
+    with pytest.raises(ValueError, match="registered already"):
+        r.add("a:", lambda t: None)
+
+
+@pytest.mark.parametrize(
+    ("policy", "first", "last", "jitter"),
+    [
+        (RETRY_LINEAR_ONE_MINUTE, 1.0, 1.0 + 19 * 59 / 20, 0.5),
+        (RETRY_LINEAR_TEN_MINUTES, 60.0, 60.0 + 19 * 540 / 20, 0.9),
+        (RETRY_LINEAR_ONE_HOUR, 600.0, 600.0 + 19 * 3000 / 20, 0.9),
+    ],
+)
+def test_linear_policies_match_asyncjobs(policy: RetryPolicy, first: float, last: float, jitter: float) -> None:
+    # asyncjobs: 20 even steps from the low bound; delay = interval * jitter + random(0, interval).
+    assert len(policy.intervals) == 20 and policy.jitter == jitter
+    assert policy.intervals[0] == pytest.approx(first) and policy.intervals[-1] == pytest.approx(last)
+    for n in (0, 5, 19, 100):
+        interval = policy.intervals[min(n, 19)]
+        for _ in range(50):
+            assert interval * jitter <= policy.delay(n) <= interval * (1 + jitter) + 0.001
+
+
+def test_sidekiq_formula_bounds() -> None:
+    for n in (0, 1, 5):
+        delays = {RETRY_SIDEKIQ.delay(n) for _ in range(200)}
+        assert min(delays) >= n**4 + 15 and max(delays) <= n**4 + 15 + 29 * (n + 1)
+
+
+def test_policy_names_and_errors() -> None:
+    assert by_name("1h") is RETRY_LINEAR_ONE_HOUR
+    with pytest.raises(Exception, match="use one of"):
+        by_name("2h")
+    with pytest.raises(Exception, match="at least one interval"):
+        RetryPolicy([])
+
+
+def test_cgroup_quota_is_read_from_v1_files(tmp_path: Path) -> None:
+    (tmp_path / "cpu").mkdir()
+    (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("150000\n")
+    (tmp_path / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
+    assert cgroup_quota(tmp_path) == 1.5
+    (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("-1\n")
+    assert cgroup_quota(tmp_path) is None
+    assert 1 <= available_cpus() <= 4096
