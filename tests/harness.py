@@ -172,7 +172,11 @@ def start_worker(
         args += ["--queue", q]
     n = len(list(tmp.glob("worker*.log")))
     proc = Proc([*args, app], tmp / f"worker{n}.log", tmp).start()
-    wait_for(lambda: registered(c, proc.pid) or _died(proc), 15, "the worker to register")
+    try:
+        wait_for(lambda: registered(c, proc.pid) or _died(proc), 15, "the worker to register")
+    except BaseException:
+        proc.kill()
+        raise
     return proc
 
 

@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--broker", help="broker endpoint (env AJQ_BROKER; default tcp://127.0.0.1:7480)")
     p.add_argument("--procs", type=parse_procs, default="auto", help="processes: a number or 'auto' (default)")
     p.add_argument("--queue", action="append", dest="queues", help="queue to serve (repeatable; default DEFAULT)")
-    p.add_argument("--prefetch", type=int, default=-1, help="tasks held ready beyond --procs (default: --procs)")
+    p.add_argument("--prefetch", type=int, default=-1, help="tasks held ready beyond --procs (default: adaptive)")
     p.add_argument("--shutdown-timeout", type=float, default=8.0, help="seconds running tasks get on SIGTERM")
     p.add_argument("--retry", choices=sorted(BY_NAME), help="retry policy (default: the router's, else 10m)")
     p.add_argument("-v", "--verbose", action="store_true")

@@ -15,7 +15,7 @@ class WorkerConfig:
     broker: str = field(default_factory=lambda: os.environ.get("AJQ_BROKER", DEFAULT_ENDPOINT))
     procs: int = 1  # child processes, one task each
     queues: tuple[str, ...] = ("DEFAULT",)
-    prefetch: int = -1  # tasks held ready beyond procs; -1: as many as procs
+    prefetch: int = -1  # tasks held ready beyond procs; -1: adaptive (about 25 ms of work)
     shutdown_timeout_s: float = 8.0  # on SIGTERM/SIGINT, time running tasks get to finish
     heartbeat_s: float = 1.0  # until the broker's welcome says otherwise
     ack_timeout_s: float = 3.0  # at shutdown, how long to wait for the broker to take our results
@@ -27,8 +27,3 @@ class WorkerConfig:
             raise ConfigError("no queue to serve: name one with --queue")
         if self.shutdown_timeout_s < 0:
             raise ConfigError("shutdown timeout must be zero or more seconds")
-
-    @property
-    def capacity(self) -> int:
-        """Tasks this worker holds at once: running plus prefetched."""
-        return self.procs + (self.procs if self.prefetch < 0 else self.prefetch)

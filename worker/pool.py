@@ -11,6 +11,7 @@ import ctypes
 import gc
 import os
 import signal
+import time
 from dataclasses import dataclass
 from multiprocessing import Pipe
 from multiprocessing.connection import Connection
@@ -30,6 +31,7 @@ class Child:
     conn: Connection
     task: dict[str, Any] | None = None  # the delivery it is running
     deadline: float | None = None  # monotonic: killed if still running then
+    started: float = 0.0  # monotonic, when the current task was handed over
 
     @property
     def fd(self) -> int:
@@ -73,6 +75,7 @@ class Pool:
     def assign(self, child: Child, item: dict[str, Any], deadline: float) -> None:
         child.task = item
         child.deadline = deadline
+        child.started = time.monotonic()
         child.conn.send_bytes(msgpack.packb(item))
 
     def read(self, child: Child) -> dict[str, Any] | None:

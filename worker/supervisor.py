@@ -21,13 +21,57 @@ from typing import Any
 import zmq
 
 from protocol import ErrorCode, Kind, ProtocolError, decode, encode
-from protocol.limits import MAX_BATCH
+from protocol.limits import MAX_BATCH, MAX_FRAME_BYTES
 from worker.config import WorkerConfig
 from worker.pool import Child, Pool
 from worker.retry import RetryPolicyProvider
 from worker.router import Router
 
 log = logging.getLogger("ajq.worker")
+
+
+BATCH_BYTES = MAX_FRAME_BYTES // 2  # outcomes per RESULTS message, by size
+
+
+def batches(items: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """Split outcomes into messages of at most MAX_BATCH items and about BATCH_BYTES."""
+    out: list[list[dict[str, Any]]] = []
+    size = 0
+    for item in items:
+        n = len(item.get("result") or b"") + len(item.get("error") or "") + 64
+        if not out or len(out[-1]) >= MAX_BATCH or size + n > BATCH_BYTES:
+            out.append([])
+            size = 0
+        out[-1].append(item)
+        size += n
+    return out
+
+
+class Prefetch:
+    """How many tasks to hold beyond those running: enough for ~BUFFER_S of work, from an average.
+
+    Short tasks need a deep buffer to hide the broker's round trip (a commit); long ones need
+    almost none, and a shallow buffer keeps their lease clock (it starts at delivery) honest.
+    """
+
+    BUFFER_S = 0.025
+    MAX_PER_PROC = 64
+
+    def __init__(self, procs: int, fixed: int) -> None:
+        self.procs = procs
+        self.fixed = fixed  # -1: adaptive
+        self.avg_s: float | None = None
+
+    def observe(self, run_s: float) -> None:
+        self.avg_s = run_s if self.avg_s is None else 0.9 * self.avg_s + 0.1 * run_s
+
+    def depth(self) -> int:
+        if self.fixed >= 0:
+            return self.fixed
+        if self.avg_s is None:
+            return self.procs
+        want = int(self.procs * self.BUFFER_S / max(self.avg_s, 1e-6)) + 1
+        return min(self.MAX_PER_PROC * self.procs, want)
 
 
 class Mode(Enum):
@@ -46,7 +90,8 @@ class Supervisor:
         self.buffer: deque[tuple[dict[str, Any], float]] = deque()  # (delivery, deadline) not started yet
         self.outbox: list[dict[str, Any]] = []  # outcomes not sent yet
         self.unacked: dict[int, tuple[Kind, list[dict[str, Any]]]] = {}  # corr -> what awaits a REPLY
-        self.freed = 0  # slots freed since credit was last sent
+        self.outstanding = 0  # credit granted to the broker and not yet used by a delivery
+        self.prefetch = Prefetch(config.procs, config.prefetch)
         self.registered = False
         self.heartbeat_s = config.heartbeat_s
         self._corr = itertools.count(1)
@@ -112,9 +157,14 @@ class Supervisor:
         self._flush()
 
     def _timeout_ms(self, now: float) -> int:
-        times = [self._next_beat, self._next_hello if not self.registered else self._next_beat]
+        """Until the next timer: a heartbeat (or HELLO), a child's deadline, the shutdown deadline."""
+        times = [now + self.heartbeat_s]
+        if self.registered:
+            times.append(self._next_beat)
+        elif self.mode is not Mode.STOPPING:
+            times.append(self._next_hello)
         times += [c.deadline for c in self.pool.children.values() if c.deadline is not None]
-        if self._stop_deadline is not None:
+        if self._stop_deadline is not None and self.pool.busy():
             times.append(self._stop_deadline)
         return max(0, int((min(times) - now) * 1000) + 1)
 
@@ -144,6 +194,7 @@ class Supervisor:
 
     def _accept(self, tasks: list[dict[str, Any]], now: float) -> None:
         wall = time.time()
+        self.outstanding = max(0, self.outstanding - len(tasks))
         for item in tasks:
             item["deadline_wall"] = wall + item["run_time_s"]
             self.buffer.append((item, now + item["run_time_s"]))
@@ -178,9 +229,7 @@ class Supervisor:
         for kind, items in list(self.unacked.values()):
             self._requeue(kind, items)  # the broker may have missed them: fenced, so resending is safe
         self.unacked.clear()
-        if self.mode is Mode.RUNNING:
-            held = len(self.pool.busy()) + len(self.buffer)
-            self.freed = max(0, self.config.capacity - held)
+        self.outstanding = 0  # a new registration starts with no credit
 
     def _requeue(self, kind: Kind, items: list[dict[str, Any]]) -> None:
         if kind is Kind.RESULTS:
@@ -201,14 +250,14 @@ class Supervisor:
             if item is not None:
                 self._report_failure(item, f"the process running the task died: {cause}")
             return
-        child.task = child.deadline = None
         if item is None:
             return
+        self.prefetch.observe(time.monotonic() - child.started)
+        child.task = child.deadline = None
         outcome["id"], outcome["token"] = item["id"], item["token"]
         if outcome["outcome"] == "fail":
             outcome["retry_in_s"] = self._retry_delay(item)
         self.outbox.append(outcome)
-        self._slot_freed()
 
     def _enforce_deadlines(self, now: float) -> None:
         for child in list(self.pool.children.values()):
@@ -245,7 +294,6 @@ class Supervisor:
                 "retry_in_s": self._retry_delay(item),
             }
         )
-        self._slot_freed()
 
     def _retry_delay(self, item: dict[str, Any]) -> float:
         try:
@@ -253,10 +301,6 @@ class Supervisor:
         except Exception:  # a user's policy must not break the worker
             log.exception("retry policy failed; retrying at once")
             return 0.0
-
-    def _slot_freed(self) -> None:
-        if self.mode is Mode.RUNNING:
-            self.freed += 1
 
     def _start_tasks(self, now: float) -> None:
         if not self.buffer:
@@ -282,18 +326,26 @@ class Supervisor:
         except zmq.Again:
             return False
 
+    def _credit_due(self) -> int:
+        """Slots to grant now: capacity less what we hold and what the broker may still send."""
+        if not self.registered or self.mode is not Mode.RUNNING:
+            return 0
+        held = len(self.pool.busy()) + len(self.buffer)
+        return max(0, self.config.procs + self.prefetch.depth() - held - self.outstanding)
+
     def _flush(self) -> None:
-        """Send outcomes (fenced by their tokens, so even before a welcome) and freed credit."""
-        while self.outbox:
-            batch, self.outbox = self.outbox[:MAX_BATCH], self.outbox[MAX_BATCH:]
+        """Send outcomes (fenced by their tokens, so even before a welcome) with the credit due."""
+        credit = self._credit_due()
+        for batch in batches(self.outbox):
             corr = next(self._corr)
             self.unacked[corr] = (Kind.RESULTS, batch)
-            credit = self.freed if self.registered else 0
             self._send(Kind.RESULTS, {"results": batch, "credit": credit}, corr)
-            self.freed -= credit
-        if self.freed and self.registered and self.mode is Mode.RUNNING:
-            self._send(Kind.CREDIT, {"n": self.freed})
-            self.freed = 0
+            self.outstanding += credit
+            credit = 0
+        self.outbox = []
+        if credit:
+            self._send(Kind.CREDIT, {"n": credit})
+            self.outstanding += credit
 
     def _send_release(self, items: list[dict[str, Any]]) -> None:
         corr = next(self._corr)
@@ -354,7 +406,7 @@ class Supervisor:
         log.info("%s; running tasks finish", why)
         if self.mode is Mode.RUNNING:
             self.mode = Mode.PAUSED
-            self.freed = 0
+            self.outstanding = 0
             self._send(Kind.PAUSE, {})
         self._release_buffer()
 
