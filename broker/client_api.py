@@ -32,7 +32,9 @@ def submit(b: Broker, ident: bytes, frame: Frame, now: Now) -> None:
     rows = [(tid, t["type"], t["payload"], t.get("deadline")) for tid, t in zip(ids, tasks, strict=True)]
     try:
         b.store.insert_tasks(queue, rows, now.wall)
-    except sqlite3.IntegrityError:
+    except sqlite3.IntegrityError as exc:
+        if "tasks.id" not in str(exc):
+            raise
         raise ProtocolError(
             ErrorCode.DUPLICATE, "a task with one of these ids already exists; submit under another id"
         ) from None

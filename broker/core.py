@@ -54,10 +54,10 @@ class Broker:
         self.next_ready: dict[str, float] = {}  # queue -> wall time its next waiting task is due
         self.waiters: dict[str, list[Waiter]] = {}
         self._waiter_heap: list[tuple[float, str]] = []
-        self._token = secrets.randbits(62)
         self._replies: list[tuple[bytes, int, Kind, dict[str, Any]]] = []
         self.deliveries: dict[bytes, list[dict[str, Any]]] = {}
         self.finished: list[str] = []
+        self.unsent: list[tuple[bytes, list[str]]] = []  # deliveries the socket refused: hand back
         self._next_heartbeat = now.mono
         self.store.begin()
         self.queue(DEFAULT_QUEUE, now)
@@ -87,7 +87,7 @@ class Broker:
 
     # -- the step -----------------------------------------------------------------------------
 
-    def step(self, inbox: list[list[bytes]], now: Now) -> list[tuple[bytes, bytes]]:
+    def step(self, inbox: list[list[bytes]], now: Now) -> list[Outgoing]:
         """Apply every message of `inbox` ([routing id, frames...] each) and the timers due."""
         self._replies = []
         self.deliveries = {}
@@ -96,13 +96,14 @@ class Broker:
         try:
             for msg in inbox:
                 self.handle(msg[0], msg[1:], now)
+            self._hand_back_unsent(now)
             self.tick(now)
             dispatch(self, now)
             self._answer_waiters()
             self.store.commit()
         except sqlite3.Error as exc:
             self.store.rollback()
-            return self._after_rollback(exc, now)
+            return self._after_rollback(exc, inbox, now)
         return self._outgoing(now)
 
     def handle(self, ident: bytes, frames: list[bytes], now: Now) -> None:
@@ -121,7 +122,15 @@ class Broker:
             with self.store.savepoint():
                 handler(self, ident, frame, now)
         except ProtocolError as exc:
+            self.queues = {q.name: q for q in self.store.queues()}  # a refused SUBMIT may have named one
             self.reply_error(ident, frame.corr, exc)
+        except sqlite3.Error:
+            raise  # the database itself failed: the whole step rolls back
+        except Exception as exc:  # a bug must cost one request, never the broker
+            log.exception("request %s failed; its changes were rolled back", frame.kind.value)
+            self.load(now)
+            msg = f"the broker failed on this {frame.kind.value} ({type(exc).__name__}: {exc}); nothing was changed"
+            self.reply_error(ident, frame.corr, ProtocolError(ErrorCode.INTERNAL, msg))
 
     def tick(self, now: Now) -> None:
         """Timers: lost workers, expired leases, timed-out waits, due retries."""
@@ -166,8 +175,8 @@ class Broker:
         return q
 
     def new_token(self) -> int:
-        self._token = (self._token + 1) % 2**63
-        return self._token
+        """A random 63-bit lease token: unguessable, so only the lease holder can answer for it."""
+        return secrets.randbits(63)
 
     def move(self, queue: str, old: str, new: str, n: int = 1) -> None:
         counts = self.counts[queue]
@@ -254,26 +263,31 @@ class Broker:
                 for w in waiters:
                     self.reply(w.ident, w.corr, info)
 
-    def _outgoing(self, now: Now) -> list[tuple[bytes, bytes]]:
-        out = [(ident, encode(kind, corr, body)) for ident, corr, kind, body in self._replies]
+    def _outgoing(self, now: Now) -> list[Outgoing]:
+        out = [Outgoing(ident, encode(kind, corr, body)) for ident, corr, kind, body in self._replies]
         for ident, tasks in self.deliveries.items():
-            out.append((ident, encode(Kind.DELIVER, 0, {"tasks": tasks})))
+            for chunk in _chunks(tasks, self.limits):
+                out.append(Outgoing(ident, encode(Kind.DELIVER, 0, {"tasks": chunk}), [t["id"] for t in chunk]))
         if now.mono >= self._next_heartbeat:
             self._next_heartbeat = now.mono + self.config.heartbeat_s
             beat = encode(Kind.HEARTBEAT, 0, {})
-            out.extend((w.ident, beat) for w in self.workers)
+            out.extend(Outgoing(w.ident, beat) for w in self.workers)
         return out
 
-    def _after_rollback(self, exc: sqlite3.Error, now: Now) -> list[tuple[bytes, bytes]]:
-        """Nothing of this step is on disk: refuse what it answered, undo its deliveries, reload."""
-        log.error("commit failed, nothing of this batch was applied: %s", exc)
+    def _after_rollback(self, exc: sqlite3.Error, inbox: list[list[bytes]], now: Now) -> list[Outgoing]:
+        """Nothing of this step is on disk: every request gets INTERNAL, deliveries are undone."""
+        log.error("the database refused this batch, nothing of it was applied: %s", exc)
         msg = f"the broker could not write to its database ({exc}); nothing was changed: free disk space, then retry"
-        refused = []
-        for ident, corr, kind, body in self._replies:
-            if kind is Kind.REPLY:
-                kind, body = Kind.ERROR, {"code": int(ErrorCode.INTERNAL), "message": msg}
-            refused.append((ident, corr, kind, body))
-        self._replies = refused
+        internal = {"code": int(ErrorCode.INTERNAL), "message": msg}
+        refused = {(ident, corr) for ident, corr, kind, _ in self._replies if kind is Kind.ERROR}
+        replies = [r for r in self._replies if r[2] is Kind.ERROR]
+        replies += [(ident, corr, Kind.ERROR, internal) for ident, corr, kind, _ in self._replies if kind is Kind.REPLY]
+        answered = {(r[0], r[1]) for r in replies}
+        for msg_frames in inbox:
+            ident, corr = msg_frames[0], peek_corr(msg_frames[-1])
+            if corr and (ident, corr) not in answered and (ident, corr) not in refused:
+                replies.append((ident, corr, Kind.ERROR, internal))
+        self._replies = replies
         for ident, tasks in self.deliveries.items():
             worker = self.workers.get(ident)
             if worker is not None:
@@ -282,7 +296,42 @@ class Broker:
         self.load(now)
         return self._outgoing(now)
 
-    def undeliverable(self, ident: bytes) -> None:
-        """A peer we could not send to: forget it as a worker (its leases will expire)."""
-        if self.workers.remove(ident) is not None:
-            log.warning("worker %r is unreachable: dropped", ident)
+    def undeliverable(self, out: Outgoing) -> None:
+        """A peer we could not send to: forget it as a worker; hand back tasks it never got."""
+        if self.workers.remove(out.ident) is not None:
+            log.warning("worker %r is unreachable: dropped", out.ident)
+        if out.task_ids:
+            self.unsent.append((out.ident, out.task_ids))
+
+    def _hand_back_unsent(self, now: Now) -> None:
+        """Deliveries that never left: release their leases, so they cost no try."""
+        for ident, task_ids in self.unsent:
+            for task_id in task_ids:
+                lease = self.leases.get(task_id)
+                if lease is not None and lease.worker == ident:
+                    self.release(lease, now)
+        self.unsent = []
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """One message to send after the commit; `task_ids` when it is a DELIVER."""
+
+    ident: bytes
+    data: bytes
+    task_ids: list[str] | None = None
+
+
+def _chunks(tasks: list[dict[str, Any]], limits: Limits) -> list[list[dict[str, Any]]]:
+    """Split one worker's deliveries into frames within the batch and frame limits."""
+    budget = limits.max_frame_bytes // 2
+    out: list[list[dict[str, Any]]] = [[]]
+    size = 0
+    for t in tasks:
+        n = len(t["payload"]) + 256
+        if out[-1] and (len(out[-1]) >= limits.max_batch or size + n > budget):
+            out.append([])
+            size = 0
+        out[-1].append(t)
+        size += n
+    return out

@@ -80,12 +80,12 @@ class Server:
                 break
         out = self.broker.step(inbox, self.clock.now())
         send = self.sock.send_multipart
-        for ident, data in out:
+        for msg in out:
             try:
-                send([ident, data], zmq.NOBLOCK)
+                send([msg.ident, msg.data], zmq.NOBLOCK)
             except zmq.ZMQError as exc:  # EHOSTUNREACH: peer gone; EAGAIN: peer not reading
-                log.debug("cannot send to %r: %s", ident, exc)
-                self.broker.undeliverable(ident)
+                log.debug("cannot send to %r: %s", msg.ident, exc)
+                self.broker.undeliverable(msg)
 
     def _drain_wakeup(self) -> None:
         try:

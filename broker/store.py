@@ -141,8 +141,9 @@ class Store:
         try:
             yield
         except BaseException:
-            self.db.execute("ROLLBACK TO req")
-            self.db.execute("RELEASE req")
+            if self.db.in_transaction:  # SQLite may have rolled back the whole transaction already
+                self.db.execute("ROLLBACK TO req")
+                self.db.execute("RELEASE req")
             raise
         self.db.execute("RELEASE req")
 

@@ -12,6 +12,7 @@ from broker.leases import Lease
 from broker.registry import WorkerState
 from protocol import ErrorCode, Frame, Kind, ProtocolError
 from protocol.clock import Now
+from protocol.limits import MAX_ERROR_CHARS
 
 if TYPE_CHECKING:
     from broker.core import Broker
@@ -64,16 +65,17 @@ def results(b: Broker, ident: bytes, frame: Frame, now: Now) -> None:
     accepted: list[str] = []
     refused: list[list[Any]] = []
     for item in frame.body["results"]:
-        lease = _current(b, item["id"], item["token"], refused)
+        lease = _current(b, ident, item["id"], item["token"], refused)
         if lease is None:
             continue
         outcome = item["outcome"]
+        error = cut(item.get("error"))
         if outcome == "complete":
             b.finish(lease, "complete", item.get("result"), None, now)
         elif outcome == "terminate":
-            b.finish(lease, "terminated", None, item.get("error", "terminated by its handler"), now)
+            b.finish(lease, "terminated", None, error or "terminated by its handler", now)
         else:
-            b.fail(lease, item.get("error", "failed"), float(item.get("retry_in_s", 0.0)), now)
+            b.fail(lease, error or "failed", float(item.get("retry_in_s", 0.0)), now)
         accepted.append(lease.task_id)
     b.reply(ident, frame.corr, {"accepted": accepted, "refused": refused})
     if worker is None:
@@ -87,7 +89,7 @@ def release(b: Broker, ident: bytes, frame: Frame, now: Now) -> None:
     accepted: list[str] = []
     refused: list[list[Any]] = []
     for item in frame.body["leases"]:
-        lease = _current(b, item["id"], item["token"], refused)
+        lease = _current(b, ident, item["id"], item["token"], refused)
         if lease is not None:
             b.release(lease, now)
             accepted.append(lease.task_id)
@@ -102,13 +104,20 @@ def bye(b: Broker, ident: bytes, frame: Frame, now: Now) -> None:
     b.workers.remove(ident)
 
 
-def _current(b: Broker, task_id: str, token: int, refused: list[list[Any]]) -> Lease | None:
+def _current(b: Broker, ident: bytes, task_id: str, token: int, refused: list[list[Any]]) -> Lease | None:
+    """The task's lease if `token` is its current one and `ident` holds it; else record a refusal."""
     lease = b.leases.get(task_id)
-    if lease is None or lease.token != token:
+    if lease is None or lease.token != token or lease.worker != ident:
         msg = f"lease {token} of task {task_id} is no longer current (it expired or the task moved on); dropped"
         refused.append([task_id, int(ErrorCode.STALE_LEASE), msg])
         return None
     return lease
+
+
+def cut(text: str | None) -> str | None:
+    if text is None or len(text) <= MAX_ERROR_CHARS:
+        return text
+    return text[: MAX_ERROR_CHARS - 20] + "\n...(cut)"
 
 
 def _registered(b: Broker, ident: bytes, now: Now) -> WorkerState:

@@ -46,7 +46,7 @@ def decode(frames: list[bytes], limits: Limits = _DEFAULT_LIMITS, validate: bool
     if not isinstance(msg, list) or len(msg) != 4:
         raise ProtocolError(ErrorCode.BAD_FRAME, "a message is a msgpack array [version, kind, corr, body]")
     version, kind_name, corr, body = msg
-    if version != VERSION:
+    if type(version) is not int or version != VERSION:
         raise ProtocolError(ErrorCode.BAD_VERSION, f"protocol version {version!r} is not spoken here; use {VERSION}")
     if not isinstance(corr, int) or isinstance(corr, bool) or corr < 0 or corr >= 2**63:
         raise ProtocolError(ErrorCode.BAD_FRAME, "the correlation id must be an integer from 0 to 2**63-1")

@@ -35,7 +35,7 @@ class Rig:
             self.corr += 1
             inbox.append([ident, encode(kind, self.corr, body)])
         out = self.broker.step(inbox, self.now)
-        return [(ident, decode([data], validate=False)) for ident, data in out if b"heartbeat" not in data]
+        return [(o.ident, decode([o.data], validate=False)) for o in out if b"heartbeat" not in o.data]
 
     def hello(self, ident: bytes, queues: list[str], credit: int) -> list[tuple[bytes, Frame]]:
         body = {"worker_id": ident.decode(), "host": "h", "pid": 1, "procs": credit, "queues": queues}
@@ -147,3 +147,79 @@ def test_restart_recovers_leases_and_counts_from_disk(rig: Rig, tmp_path: Path) 
     reopened = Broker(Store(str(tmp_path / "core.db")), rig.broker.config, rig.now)
     assert reopened.counts["Q"]["active"] == 2 and reopened.counts["Q"]["new"] == 1
     assert len(reopened.leases) == 2
+
+
+def test_big_deliveries_are_split_into_frames_within_the_limit(rig: Rig) -> None:
+    # Given 7 tasks of 1 MiB each and a worker with room for all of them.
+    blob = encode_value(b"x" * (1024 * 1024 - 16))
+    tasks = [{"type": "t", "payload": blob} for _ in range(7)]
+    rig.step((C, Kind.SUBMIT, {"queue": "Q", "tasks": tasks}))
+    out = rig.broker.step(
+        [
+            [W1, encode(Kind.HELLO, 1, {"worker_id": "w1", "host": "h", "pid": 1, "procs": 8, "queues": ["Q"]})],
+            [W1, encode(Kind.CREDIT, 0, {"n": 8})],
+        ],
+        rig.now,
+    )
+    frames = [o for o in out if o.task_ids]
+    # Then they go out in several frames, each within the frame limit, 7 tasks in all.
+    assert len(frames) > 1 and sum(len(o.task_ids or []) for o in frames) == 7
+    assert all(len(o.data) <= rig.broker.limits.max_frame_bytes for o in frames)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"name": "Q", "max_run_time_s": float("nan")},
+        {"name": "Q", "max_run_time_s": float("inf")},
+        {"name": "Q", "max_concurrent": 2**63},
+    ],
+)
+def test_non_finite_and_huge_numbers_are_refused(rig: Rig, body: dict[str, Any]) -> None:
+    [(_, reply)] = rig.step((C, Kind.QUEUE_CONFIGURE, body))
+    assert reply.kind is Kind.ERROR and reply.body["code"] == ErrorCode.BAD_FIELD
+    assert "Q" not in rig.broker.queues
+
+
+def test_an_answer_from_another_worker_is_refused(rig: Rig) -> None:
+    [task_id] = rig.submit("Q", 1)
+    [t] = delivered(rig.hello(W1, ["Q"], 1), W1)
+    rig.hello(W2, ["Q"], 1)
+    forged = {"id": task_id, "token": t["token"], "outcome": "complete"}
+    [(_, reply)] = rig.step((W2, Kind.RESULTS, {"results": [forged]}))
+    assert reply.body["data"]["refused"][0][1] == ErrorCode.STALE_LEASE
+    row = rig.store.get_task(task_id)
+    assert row is not None and row.state == "active"
+
+
+def test_a_delivery_that_could_not_be_sent_costs_no_try(rig: Rig) -> None:
+    [task_id] = rig.submit("Q", 1)
+    out = rig.broker.step(
+        [
+            [W1, encode(Kind.HELLO, 1, {"worker_id": "w1", "host": "h", "pid": 1, "procs": 1, "queues": ["Q"]})],
+            [W1, encode(Kind.CREDIT, 0, {"n": 1})],
+        ],
+        rig.now,
+    )
+    [delivery] = [o for o in out if o.task_ids]
+    rig.broker.undeliverable(delivery)  # as the server does when the socket refuses the send
+    rig.step()
+    row = rig.store.get_task(task_id)
+    assert row is not None and (row.state, row.tries) == ("new", 0)
+
+
+def test_a_failing_database_answers_every_request_with_internal_and_changes_nothing(rig: Rig) -> None:
+    # Given a database that cannot grow (SQLite answers SQLITE_FULL, as on a full disk).
+    pages = rig.store.db.execute("PRAGMA page_count").fetchone()[0]
+    rig.store.db.execute(f"PRAGMA max_page_count = {pages}")
+    tasks = [{"type": "t", "payload": encode_value(b"x" * 200_000)}]
+    out = rig.step(
+        (C, Kind.SUBMIT, {"queue": "Q", "tasks": tasks}), (C, Kind.GET, {"id": "nope"}), (C, Kind.QUEUE_LIST, {})
+    )
+    # Then each of the three requests gets one INTERNAL error (the batch is undone whole), no task was stored.
+    assert sorted(f.corr for _, f in out) == [rig.corr - 2, rig.corr - 1, rig.corr]
+    assert {f.body["code"] for _, f in out} == {ErrorCode.INTERNAL}
+    assert "free disk space" in out[0][1].body["message"]
+    assert rig.store.state_counts() == {}
+    rig.store.db.execute("PRAGMA max_page_count = 1073741823")
+    assert len(rig.submit("Q", 1)) == 1
