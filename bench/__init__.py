@@ -1,0 +1,1 @@
+"""Benchmarks for ajq against real broker and worker processes: `python -m bench.run`."""
