@@ -13,7 +13,7 @@ import zmq.asyncio
 
 from client import calls
 from client.client import WAIT_MARGIN_S
-from client.errors import RequestTimeout, from_reply
+from client.errors import ClientError, RequestTimeout, from_reply
 from client.models import QueueInfo, Submitted, TaskInfo
 from protocol import Kind, ProtocolError, decode, encode
 
@@ -27,7 +27,14 @@ class AsyncClient:
         self._ctx = zmq.asyncio.Context()
         self._sock = self._ctx.socket(zmq.DEALER)
         self._sock.setsockopt(zmq.LINGER, 0)
-        self._sock.connect(self.endpoint)
+        try:
+            self._sock.connect(self.endpoint)
+        except zmq.ZMQError as exc:
+            self._sock.close(0)
+            self._ctx.term()
+            raise ClientError(
+                f"cannot use broker endpoint {self.endpoint!r} ({exc}): write it as tcp://host:port"
+            ) from None
         self._corr = itertools.count(1)
         self._pending: dict[int, asyncio.Future[Any]] = {}
         self._reader: asyncio.Task[None] | None = None

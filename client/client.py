@@ -36,7 +36,14 @@ class Client:
     def _connect(self) -> zmq.Socket[bytes]:
         sock = self._ctx.socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 0)
-        sock.connect(self.endpoint)
+        try:
+            sock.connect(self.endpoint)
+        except zmq.ZMQError as exc:
+            sock.close(0)
+            self._ctx.term()
+            raise ClientError(
+                f"cannot use broker endpoint {self.endpoint!r} ({exc}): write it as tcp://host:port"
+            ) from None
         return sock
 
     def close(self) -> None:

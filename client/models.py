@@ -87,6 +87,7 @@ class QueueInfo:
     max_tries: int  # -1: unlimited
     paused: bool
     workers: int
+    created_at: datetime | None = None
     counts: dict[str, int] = field(default_factory=dict)
 
     @classmethod
@@ -98,5 +99,6 @@ class QueueInfo:
             max_tries=d["max_tries"],
             paused=d["paused"],
             workers=d["workers"],
+            created_at=_when(d["created_at"]),
             counts=dict(d["counts"]),
         )
