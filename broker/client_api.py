@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sqlite3
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from broker.store import QueueRow, TaskRow
+import msgpack
+
+from broker.store import NewTask, QueueRow, TaskRow
 from protocol import FINAL_STATES, ErrorCode, Frame, Kind, ProtocolError
 from protocol.clock import Now
 
@@ -29,7 +32,8 @@ def submit(b: Broker, ident: bytes, frame: Frame, now: Now) -> None:
     ids = [t["id"] if "id" in t else next(generated) for t in tasks]
     if len(set(ids)) != len(ids):
         raise ProtocolError(ErrorCode.DUPLICATE, "the batch names one task id twice; give each task its own id")
-    rows = [(tid, t["type"], t["payload"], t.get("deadline")) for tid, t in zip(ids, tasks, strict=True)]
+    batch: dict[str, str] = {}
+    rows = [_shape(b, queue, tid, t, batch, now) for tid, t in zip(ids, tasks, strict=True)]
     try:
         b.store.insert_tasks(queue, rows, now.wall)
     except sqlite3.IntegrityError as exc:
@@ -38,23 +42,85 @@ def submit(b: Broker, ident: bytes, frame: Frame, now: Now) -> None:
         raise ProtocolError(
             ErrorCode.DUPLICATE, "a task with one of these ids already exists; submit under another id"
         ) from None
-    b.counts[queue]["new"] += len(rows)
-    b.dirty.add(queue)
+    for row in rows:
+        b.counts[queue][row.state] += 1
+        b.events.emit(row.id, queue, row.type, row.state, 0, row.last_error, now.wall)
+        if row.state in ("new", "scheduled"):
+            b.wake_queue(queue, row.ready_at, now)
     b.reply(ident, frame.corr, {"ids": ids})
 
 
+def _shape(b: Broker, queue: str, task_id: str, t: dict[str, Any], batch: dict[str, str], now: Now) -> NewTask:
+    """A submitted task's first state: scheduled (run_at), blocked or unreachable (depends_on), new."""
+    run_at, parents = t.get("run_at"), t.get("depends_on") or []
+    if run_at is not None and parents:
+        raise ProtocolError(ErrorCode.BAD_FIELD, "a task cannot have both run_at and depends_on: choose one")
+    unique_key = _lock_unique(b, queue, task_id, t, now) if "unique_for_s" in t else None
+    state, ready_at, error = "new", now.wall, None
+    if run_at is not None and run_at > now.wall:
+        state, ready_at = "scheduled", run_at
+    if parents:
+        state, error = _dependency_state(b, task_id, parents, batch)
+    batch[task_id] = state
+    return NewTask(
+        id=task_id,
+        type=t["type"],
+        payload=t["payload"],
+        state=state,
+        ready_at=ready_at,
+        deadline=t.get("deadline"),
+        unique_key=unique_key,
+        parents=msgpack.packb(parents) if parents else None,
+        load_results=bool(t.get("load_results")),
+        finished_at=now.wall if state == "unreachable" else None,
+        last_error=error,
+    )
+
+
+def _lock_unique(b: Broker, queue: str, task_id: str, t: dict[str, Any], now: Now) -> str:
+    """Take the unique lock on (queue, type, payload), or refuse while another task holds it."""
+    key = hashlib.sha256(b"\0".join((queue.encode(), t["type"].encode(), t["payload"]))).hexdigest()
+    holder = b.store.unique_holder(key)
+    if holder is not None and holder[1] > now.wall:
+        left = holder[1] - now.wall
+        raise ProtocolError(
+            ErrorCode.DUPLICATE,
+            f"task {holder[0]} with the same type and payload is already in queue {queue!r} "
+            f"(unique for {left:.0f}s more, or until it ends)",
+        )
+    b.store.put_unique(key, task_id, now.wall + t["unique_for_s"])
+    return key
+
+
+def _dependency_state(b: Broker, task_id: str, parents: list[str], batch: dict[str, str]) -> tuple[str, str | None]:
+    outside = [p for p in parents if p not in batch]
+    states = {x.id: x.state for x in b.store.briefs(outside)} if outside else {}
+    missing = [p for p in outside if p not in states]
+    if missing:
+        raise ProtocolError(ErrorCode.UNKNOWN_TASK, f"task {task_id} depends on {missing[0]!r}, which does not exist")
+    states.update({p: batch[p] for p in parents if p in batch})
+    ended = [p for p in parents if states[p] in FINAL_STATES and states[p] != "complete"]
+    if ended:
+        return "unreachable", f"it depends on task {ended[0]}, which ended {states[ended[0]]}"
+    waiting = [p for p in parents if states[p] != "complete"]
+    if not waiting:
+        return "new", None
+    b.store.add_deps(task_id, waiting)
+    return "blocked", None
+
+
 def get(b: Broker, ident: bytes, frame: Frame, now: Now) -> None:
-    b.reply(ident, frame.corr, task_info(_task(b, frame.body["id"])))
+    b.reply(ident, frame.corr, task_info(find_task(b, frame.body["id"])))
 
 
 def wait(b: Broker, ident: bytes, frame: Frame, now: Now) -> None:
-    row = _task(b, frame.body["id"])
+    row = find_task(b, frame.body["id"])
     if row.state in FINAL_STATES:
         b.reply(ident, frame.corr, task_info(row))
     elif frame.body["timeout_s"] <= 0:
         raise ProtocolError(ErrorCode.TIMEOUT, f"task {row.id} is {row.state}, not ended yet")
     else:
-        b.add_waiter(row.id, ident, frame.corr, now.mono + frame.body["timeout_s"])
+        b.waiters.add(row.id, ident, frame.corr, now.mono + frame.body["timeout_s"])
 
 
 def queue_list(b: Broker, ident: bytes, frame: Frame, now: Now) -> None:
@@ -62,13 +128,14 @@ def queue_list(b: Broker, ident: bytes, frame: Frame, now: Now) -> None:
 
 
 def queue_info_request(b: Broker, ident: bytes, frame: Frame, now: Now) -> None:
-    b.reply(ident, frame.corr, queue_info(b, _queue(b, frame.body["name"])))
+    b.reply(ident, frame.corr, queue_info(b, find_queue(b, frame.body["name"])))
 
 
 def queue_configure(b: Broker, ident: bytes, frame: Frame, now: Now) -> None:
     body = frame.body
     old = b.queue(body["name"], now)
-    changes = {k: body[k] for k in ("max_concurrent", "max_run_time_s", "max_tries") if k in body}
+    keys = ("max_concurrent", "max_run_time_s", "max_tries", "retention_s", "dead_max", "dead_retention_s")
+    changes = {k: body[k] for k in keys if k in body}
     new = replace(old, **changes)
     b.store.put_queue(new)
     b.queues[new.name] = new
@@ -76,34 +143,14 @@ def queue_configure(b: Broker, ident: bytes, frame: Frame, now: Now) -> None:
     b.reply(ident, frame.corr, queue_info(b, new))
 
 
-def workers(b: Broker, ident: bytes, frame: Frame, now: Now) -> None:
-    b.reply(
-        ident,
-        frame.corr,
-        [
-            {
-                "worker_id": w.worker_id,
-                "host": w.host,
-                "pid": w.pid,
-                "procs": w.procs,
-                "queues": w.queues,
-                "running": sorted(w.running),
-                "since": w.since,
-                "paused": w.paused,
-            }
-            for w in b.workers
-        ],
-    )
-
-
-def _task(b: Broker, task_id: str) -> TaskRow:
+def find_task(b: Broker, task_id: str) -> TaskRow:
     row = b.store.get_task(task_id)
     if row is None:
         raise ProtocolError(ErrorCode.UNKNOWN_TASK, f"no task has the id {task_id!r}; check the id")
     return row
 
 
-def _queue(b: Broker, name: str) -> QueueRow:
+def find_queue(b: Broker, name: str) -> QueueRow:
     q = b.queues.get(name)
     if q is None:
         raise ProtocolError(
@@ -122,6 +169,9 @@ def queue_info(b: Broker, q: QueueRow) -> dict[str, Any]:
         "max_tries": q.max_tries,
         "paused": q.paused,
         "created_at": q.created_at,
+        "retention_s": q.retention_s,
+        "dead_max": q.dead_max,
+        "dead_retention_s": q.dead_retention_s,
         "counts": {state: n for state, n in counts.items() if n},
         "workers": sum(1 for w in b.workers if q.name in w.queues),
     }
@@ -143,6 +193,9 @@ def task_info(row: TaskRow) -> dict[str, Any]:
         "finished_at": row.finished_at,
         "deadline": row.deadline,
         "worker": row.worker,
+        "ready_at": row.ready_at,
+        "depends_on": msgpack.unpackb(row.parents) if row.parents else [],
+        "seq": row.seq,
     }
 
 
@@ -153,5 +206,4 @@ HANDLERS = {
     Kind.QUEUE_LIST: queue_list,
     Kind.QUEUE_INFO: queue_info_request,
     Kind.QUEUE_CONFIGURE: queue_configure,
-    Kind.WORKERS: workers,
 }

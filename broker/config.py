@@ -11,11 +11,17 @@ DEFAULT_ENDPOINT = "tcp://127.0.0.1:7480"
 DEFAULT_DB = "./ajq.db"
 
 
+DAY_S = 86_400.0
+
+
 @dataclass(frozen=True)
 class QueueDefaults:
     max_concurrent: int
     max_run_time_s: float
     max_tries: int  # -1: unlimited
+    retention_s: float = DAY_S  # how long complete (and other ended) tasks keep their results
+    dead_max: int = 10_000  # asynq's archive cap
+    dead_retention_s: float = 90 * DAY_S
 
 
 # asyncjobs' implicit queue, and what any other queue gets when first named.
@@ -32,7 +38,7 @@ class BrokerConfig:
     heartbeat_s: float = 1.0  # both ways; a worker silent for 3 beats is dropped
     lease_grace_s: float = 2.0  # time past max_run_time for a worker's own timeout report to arrive
     max_batch_messages: int = 4096  # messages applied in one transaction at most
-    events_bind: str | None = None
+    events_bind: str | None = None  # PUB socket for task events; default: the --bind port + 1
 
     def __post_init__(self) -> None:
         if self.synchronous.upper() not in ("FULL", "NORMAL", "EXTRA", "OFF"):
@@ -41,6 +47,16 @@ class BrokerConfig:
             raise ConfigError(f"heartbeat_s={self.heartbeat_s}: must be more than zero seconds")
         if self.lease_grace_s < 0:
             raise ConfigError(f"lease_grace_s={self.lease_grace_s}: must be zero or more seconds")
+
+    @property
+    def events_endpoint(self) -> str:
+        """Where task events are published: `events_bind`, else the next port after `bind`."""
+        if self.events_bind:
+            return self.events_bind
+        base, _, port = self.bind.rpartition(":")
+        if not port.isdigit():
+            raise ConfigError(f"cannot derive an events endpoint from {self.bind!r}: give --events explicitly")
+        return f"{base}:{int(port) + 1}"
 
     @classmethod
     def from_env(cls, **overrides: object) -> BrokerConfig:

@@ -7,7 +7,6 @@ only what is bounded by workers and leases, never by queue depth: the tasks stay
 
 from __future__ import annotations
 
-import heapq
 import logging
 import secrets
 import sqlite3
@@ -15,13 +14,15 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-from broker import client_api, worker_api
+from broker import admin_api, client_api, cron, lifecycle, retention, worker_api
 from broker.client_api import task_info
 from broker.config import DEFAULT_QUEUE, DEFAULT_QUEUE_LIMITS, NEW_QUEUE_LIMITS, BrokerConfig
 from broker.dispatch import dispatch
+from broker.events import Events
 from broker.leases import Lease, LeaseTable
 from broker.registry import Registry
-from broker.store import QueueRow, Store
+from broker.store import QueueRow, ScheduleRow, Store
+from broker.waiters import Waiters
 from protocol import ErrorCode, Kind, Limits, ProtocolError, decode, encode
 from protocol.clock import Now
 from protocol.codec import peek_corr
@@ -29,36 +30,33 @@ from protocol.messages import check_body
 
 log = logging.getLogger("ajq.broker")
 
-HANDLERS = {**client_api.HANDLERS, **worker_api.HANDLERS}
-
-
-@dataclass(slots=True)
-class Waiter:
-    ident: bytes
-    corr: int
-    expires: float  # monotonic
+HANDLERS = {**client_api.HANDLERS, **admin_api.HANDLERS, **worker_api.HANDLERS}
 
 
 class Broker:
-    """Queues, leases, workers and waiters; see `step`."""
+    """Queues, leases, workers, waiters and schedules; see `step`."""
 
     def __init__(self, store: Store, config: BrokerConfig, now: Now) -> None:
         self.store = store
         self.config = config
         self.limits = Limits()
+        self.started = now.wall
         self.queues: dict[str, QueueRow] = {}
         self.counts: defaultdict[str, Counter[str]] = defaultdict(Counter)
         self.leases = LeaseTable()
         self.workers = Registry()
+        self.events = Events()
+        self.waiters = Waiters()
+        self.schedules: dict[str, ScheduleRow] = {}
+        self.cancelling: set[str] = set()  # active tasks whose worker was told to cancel them
         self.dirty: set[str] = set()  # queues that may hold tasks ready now
         self.next_ready: dict[str, float] = {}  # queue -> wall time its next waiting task is due
-        self.waiters: dict[str, list[Waiter]] = {}
-        self._waiter_heap: list[tuple[float, str]] = []
         self._replies: list[tuple[bytes, int, Kind, dict[str, Any]]] = []
         self.deliveries: dict[bytes, list[dict[str, Any]]] = {}
         self.finished: list[str] = []
         self.unsent: list[tuple[bytes, list[str]]] = []  # deliveries the socket refused: hand back
         self._next_heartbeat = now.mono
+        self.next_trim = now.mono
         self.store.begin()
         self.queue(DEFAULT_QUEUE, now)
         self.store.commit()
@@ -78,10 +76,12 @@ class Broker:
         for t in self.store.active_tasks():
             ident = (t.worker or "").encode()
             expires = now.mono + max(0.0, t.lease_expires - now.wall)
-            self.leases.add(Lease(t.id, t.queue, t.token, t.tries, expires, ident))
+            self.leases.add(Lease(t.id, t.queue, t.type, t.token, t.tries, expires, ident, t.unique_key))
             worker = self.workers.get(ident)
             if worker is not None:
                 worker.running.add(t.id)
+        self.cancelling = {t for t in self.cancelling if self.leases.get(t) is not None}
+        self.schedules = {s.name: s for s in self.store.schedules()}
         self.dirty = set(self.queues)
         self.next_ready.clear()
 
@@ -133,33 +133,36 @@ class Broker:
             self.reply_error(ident, frame.corr, ProtocolError(ErrorCode.INTERNAL, msg))
 
     def tick(self, now: Now) -> None:
-        """Timers: lost workers, expired leases, timed-out waits, due retries."""
+        """Timers: lost workers, expired leases, timed-out waits, due tasks, schedules, retention."""
         for lost in self.workers.lost(now.mono, 3 * self.config.heartbeat_s):
-            log.warning("worker %s on %s went silent for 3 heartbeats: dropped", lost.worker_id, lost.host)
+            log.warning("worker %s on %s went silent for 3 heartbeats: its tasks go back", lost.worker_id, lost.host)
+            for lease in self.leases.of_worker(lost.ident):
+                lifecycle.fail(self, lease, f"worker {lost.worker_id} on {lost.host} was lost (no heartbeat)", 0, now)
         for lease in self.leases.due(now.mono):
             run_time = self.queues[lease.queue].max_run_time_s if lease.queue in self.queues else 0
             worker = lease.worker.decode(errors="replace")
             error = f"lease expired: no answer from worker {worker!r} within max_run_time ({run_time:g}s)"
-            self.fail(lease, error, 0.0, now)
-        heap = self._waiter_heap
-        while heap and heap[0][0] <= now.mono:
-            _, task_id = heapq.heappop(heap)
-            self._expire_waiters(task_id, now.mono)
+            lifecycle.fail(self, lease, error, 0.0, now)
+        for task_id, w in self.waiters.expired(now.mono):
+            msg = f"task {task_id} did not end within the wait; call wait() again or get() its state"
+            self.reply_error(w.ident, w.corr, ProtocolError(ErrorCode.TIMEOUT, msg))
         for queue, due in list(self.next_ready.items()):
             if due <= now.wall:
                 del self.next_ready[queue]
                 self.dirty.add(queue)
+        cron.fire_due(self, now)
+        if now.mono >= self.next_trim:
+            self.next_trim = now.mono + retention.trim(self, now)
 
     def wake_in(self, now: Now) -> float:
         """Seconds until the next timer is due (0: work to do now)."""
-        times = [self._next_heartbeat - now.mono]
-        expiry = self.leases.next_expiry()
-        if expiry is not None:
-            times.append(expiry - now.mono)
-        if self._waiter_heap:
-            times.append(self._waiter_heap[0][0] - now.mono)
-        if self.next_ready:
-            times.append(min(self.next_ready.values()) - now.wall)
+        times = [self._next_heartbeat - now.mono, self.next_trim - now.mono]
+        for mono in (self.leases.next_expiry(), self.waiters.next_expiry()):
+            if mono is not None:
+                times.append(mono - now.mono)
+        for wall in (min(self.next_ready.values(), default=None), cron.next_due(self)):
+            if wall is not None:
+                times.append(wall - now.wall)
         return max(0.0, min(times))
 
     # -- queues and tokens --------------------------------------------------------------------
@@ -169,7 +172,10 @@ class Broker:
         q = self.queues.get(name)
         if q is None:
             d = DEFAULT_QUEUE_LIMITS if name == DEFAULT_QUEUE else NEW_QUEUE_LIMITS
-            q = QueueRow(name, d.max_concurrent, d.max_run_time_s, d.max_tries, False, now.wall)
+            q = QueueRow(
+                name, d.max_concurrent, d.max_run_time_s, d.max_tries, False, now.wall,
+                d.retention_s, d.dead_max, d.dead_retention_s,
+            )  # fmt: skip
             self.store.put_queue(q)
             self.queues[name] = q
         return q
@@ -183,39 +189,6 @@ class Broker:
         counts[old] -= n
         counts[new] += n
 
-    # -- ends of leases -----------------------------------------------------------------------
-
-    def end_lease(self, lease: Lease) -> None:
-        self.leases.pop(lease.task_id)
-        worker = self.workers.get(lease.worker)
-        if worker is not None:
-            worker.running.discard(lease.task_id)
-
-    def finish(self, lease: Lease, state: str, result: bytes | None, error: str | None, now: Now) -> None:
-        self.end_lease(lease)
-        self.store.finish([(state, result, error, now.wall, lease.task_id)])
-        self.move(lease.queue, "active", state)
-        self.finished.append(lease.task_id)
-
-    def fail(self, lease: Lease, error: str, retry_in_s: float, now: Now) -> None:
-        """A failed try: wait and retry, or `dead` when the queue's max_tries are used up."""
-        q = self.queues.get(lease.queue)
-        if q is not None and q.max_tries != -1 and lease.tries >= q.max_tries:
-            self.finish(lease, "dead", None, error, now)
-            return
-        self.end_lease(lease)
-        ready_at = now.wall + retry_in_s
-        self.store.retry([(ready_at, error, lease.task_id)])
-        self.move(lease.queue, "active", "retry")
-        self.wake_queue(lease.queue, ready_at, now)
-
-    def release(self, lease: Lease, now: Now) -> None:
-        """Hand a task back without using a try (a worker shutting down before running it)."""
-        self.end_lease(lease)
-        self.store.unlease([(now.wall, lease.task_id)])
-        self.move(lease.queue, "active", "retry" if lease.tries > 1 else "new")
-        self.dirty.add(lease.queue)
-
     def wake_queue(self, queue: str, ready_at: float, now: Now) -> None:
         if ready_at <= now.wall:
             self.dirty.add(queue)
@@ -227,36 +200,15 @@ class Broker:
     def reply(self, ident: bytes, corr: int, data: Any) -> None:
         self._replies.append((ident, corr, Kind.REPLY, {"data": data}))
 
-    def reply_error(self, ident: bytes, corr: int, exc: ProtocolError, index: int | None = None) -> None:
-        body: dict[str, Any] = {"code": int(exc.code), "message": exc.message}
-        if index is not None:
-            body["index"] = index
-        self._replies.append((ident, corr, Kind.ERROR, body))
+    def reply_error(self, ident: bytes, corr: int, exc: ProtocolError) -> None:
+        self._replies.append((ident, corr, Kind.ERROR, {"code": int(exc.code), "message": exc.message}))
 
     def send(self, ident: bytes, kind: Kind, body: dict[str, Any]) -> None:
         self._replies.append((ident, 0, kind, body))
 
-    def add_waiter(self, task_id: str, ident: bytes, corr: int, expires: float) -> None:
-        self.waiters.setdefault(task_id, []).append(Waiter(ident, corr, expires))
-        heapq.heappush(self._waiter_heap, (expires, task_id))
-
-    def _expire_waiters(self, task_id: str, now_mono: float) -> None:
-        waiters = self.waiters.get(task_id)
-        if not waiters:
-            return
-        keep = [w for w in waiters if w.expires > now_mono]
-        for w in waiters:
-            if w.expires <= now_mono:
-                msg = f"task {task_id} did not end within the wait; call wait() again or get() its state"
-                self.reply_error(w.ident, w.corr, ProtocolError(ErrorCode.TIMEOUT, msg))
-        if keep:
-            self.waiters[task_id] = keep
-        else:
-            del self.waiters[task_id]
-
     def _answer_waiters(self) -> None:
         for task_id in self.finished:
-            waiters = self.waiters.pop(task_id, None)
+            waiters = self.waiters.pop(task_id)
             if waiters:
                 row = self.store.get_task(task_id)
                 info = task_info(row) if row else None
@@ -293,6 +245,7 @@ class Broker:
             if worker is not None:
                 worker.credit += len(tasks)
         self.deliveries = {}
+        self.events.take()
         self.load(now)
         return self._outgoing(now)
 
@@ -309,7 +262,7 @@ class Broker:
             for task_id in task_ids:
                 lease = self.leases.get(task_id)
                 if lease is not None and lease.worker == ident:
-                    self.release(lease, now)
+                    lifecycle.release(self, lease, now)
         self.unsent = []
 
 

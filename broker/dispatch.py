@@ -1,17 +1,22 @@
 """Dispatch: push ready tasks to workers with free credit, within each queue's max_concurrent.
 
-Only queues marked dirty (they may hold ready tasks) are read, so an idle broker runs no query.
-A queue stays dirty until a read returns fewer tasks than asked: then it has none ready now, and
-its next due time (retries) is kept in `next_ready`.
+Each worker's credit is shared among its queues by their weights (smooth weighted round-robin:
+exact shares, no randomness) or, for a `strict` worker, in priority order. Only queues marked
+dirty (they may hold ready tasks) are read, so an idle broker runs no query. A queue stays dirty
+until a read returns fewer tasks than asked; its next due time (retries, scheduled tasks) is
+then kept in `next_ready`.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections import Counter
+from typing import TYPE_CHECKING, Any
 
+from broker import lifecycle
 from broker.leases import Lease
 from broker.registry import WorkerState
-from broker.store import ReadyTask
+from broker.store import ReadyTask, TaskBrief
+from protocol import decode_value
 from protocol.clock import Now
 
 if TYPE_CHECKING:
@@ -19,24 +24,57 @@ if TYPE_CHECKING:
 
 
 def dispatch(b: Broker, now: Now) -> None:
-    for name in list(b.dirty):
-        q = b.queues.get(name)
-        if q is None or q.paused:
-            b.dirty.discard(name)
-            continue
-        room = q.max_concurrent - b.counts[name]["active"]
-        workers = b.workers.with_credit(name) if room > 0 else []
-        if not workers:
-            continue
-        want = min(room, sum(w.credit for w in workers))
-        rows = b.store.ready_tasks(name, now.wall, want)
-        live = _expire_late(b, name, rows, now)
-        _lease(b, name, live, workers, now)
-        if len(rows) < want:
-            b.dirty.discard(name)
-            due = b.store.next_ready_at(name)
+    """Two passes: first a task for every idle process of every worker, then prefetch credit,
+    so a queue with little room runs its tasks rather than parking them in one worker's buffer."""
+    for prefetch in (False, True):
+        for worker in b.workers.with_credit():
+            while b.dirty and worker.credit > 0:
+                budget = worker.credit if prefetch else min(worker.credit, worker.procs - len(worker.running))
+                eligible = [q for q in worker.queues if q in b.dirty and _room(b, q) > 0]
+                if budget <= 0 or not eligible or not _serve(b, worker, eligible, budget, now):
+                    break
+
+
+def _room(b: Broker, queue: str) -> int:
+    q = b.queues.get(queue)
+    if q is None or q.paused:
+        b.dirty.discard(queue)
+        return 0
+    return q.max_concurrent - b.counts[queue]["active"]
+
+
+def _serve(b: Broker, worker: WorkerState, eligible: list[str], budget: int, now: Now) -> bool:
+    """Lease tasks of `eligible` queues to `worker`. False if nothing moved (no task taken, no
+    queue found drained), so the caller's loop always ends."""
+    progress = False
+    for queue, n in _shares(worker, eligible, budget, b).items():
+        rows = b.store.ready_tasks(queue, now.wall, n)
+        _lease(b, queue, _expire_late(b, queue, rows, now), worker, now)
+        progress = progress or bool(rows)
+        if len(rows) < n:  # drained: nothing more is ready in this queue now
+            b.dirty.discard(queue)
+            progress = True
+            due = b.store.next_ready_at(queue)
             if due is not None:
-                b.wake_queue(name, due, now)
+                b.wake_queue(queue, due, now)
+    return progress
+
+
+def _shares(worker: WorkerState, eligible: list[str], budget: int, b: Broker) -> Counter[str]:
+    """How many of `budget` free slots go to each eligible queue."""
+    if worker.strict:
+        first = eligible[0]
+        return Counter({first: min(budget, _room(b, first))})
+    rooms = {q: _room(b, q) for q in eligible}
+    shares: Counter[str] = Counter()
+    total = sum(worker.weights.get(q, 1) for q in eligible)
+    for _ in range(min(budget, sum(rooms.values()))):
+        for q in eligible:
+            worker.current[q] = worker.current.get(q, 0) + worker.weights.get(q, 1)
+        pick = max((q for q in eligible if shares[q] < rooms[q]), key=lambda q: worker.current[q])
+        worker.current[pick] -= total
+        shares[pick] += 1
+    return shares
 
 
 def _expire_late(b: Broker, queue: str, rows: list[ReadyTask], now: Now) -> list[ReadyTask]:
@@ -44,44 +82,48 @@ def _expire_late(b: Broker, queue: str, rows: list[ReadyTask], now: Now) -> list
     late = [r for r in rows if r.deadline is not None and r.deadline < now.wall]
     if not late:
         return rows
-    b.store.expire_unstarted([r.seq for r in late], now.wall)
-    for r in late:
-        b.move(queue, "retry" if r.tries else "new", "expired")
-        b.finished.append(r.id)
+    briefs = [TaskBrief(r.id, queue, r.type, r.state, r.tries, r.unique_key) for r in late]
+    lifecycle.end_unstarted(b, briefs, "expired", "its deadline passed before it could start", now)
     return [r for r in rows if r.deadline is None or r.deadline >= now.wall]
 
 
-def _lease(b: Broker, queue: str, rows: list[ReadyTask], workers: list[WorkerState], now: Now) -> None:
+def _lease(b: Broker, queue: str, rows: list[ReadyTask], worker: WorkerState, now: Now) -> None:
     if not rows:
         return
     q = b.queues[queue]
     lease_s = q.max_run_time_s + b.config.lease_grace_s
     expires_wall = now.wall + lease_s
     updates = []
-    turn = 0
+    out = b.deliveries.setdefault(worker.ident, [])
     for row in rows:
-        while workers[turn % len(workers)].credit <= 0:
-            turn += 1
-        worker = workers[turn % len(workers)]
-        turn += 1
         worker.credit -= 1
         token = b.new_token()
         tries = row.tries + 1
         updates.append((token, expires_wall, worker.worker_id, now.wall, row.seq))
-        b.leases.add(Lease(row.id, queue, token, tries, now.mono + lease_s, worker.ident))
+        b.leases.add(Lease(row.id, queue, row.type, token, tries, now.mono + lease_s, worker.ident, row.unique_key))
         worker.running.add(row.id)
-        b.move(queue, "retry" if row.tries else "new", "active")
-        item = {
-            "id": row.id,
-            "token": token,
-            "type": row.type,
-            "queue": queue,
-            "payload": row.payload,
-            "tries": tries,
-            "max_tries": q.max_tries,
-            "run_time_s": q.max_run_time_s,
-        }
-        if row.deadline is not None:
-            item["deadline"] = row.deadline
-        b.deliveries.setdefault(worker.ident, []).append(item)
+        b.move(queue, row.state, "active")
+        b.events.emit(row.id, queue, row.type, "active", tries, None, now.wall)
+        out.append(_delivery(b, row, queue, token, tries, q.max_tries, q.max_run_time_s))
     b.store.lease(updates)
+
+
+def _delivery(
+    b: Broker, row: ReadyTask, queue: str, token: int, tries: int, max_tries: int, run_time_s: float
+) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "id": row.id,
+        "token": token,
+        "type": row.type,
+        "queue": queue,
+        "payload": row.payload,
+        "tries": tries,
+        "max_tries": max_tries,
+        "run_time_s": run_time_s,
+    }
+    if row.deadline is not None:
+        item["deadline"] = row.deadline
+    if row.load_results and row.parents:
+        results = b.store.results_of(decode_value(row.parents))
+        item["dependency_results"] = {k: v if v is not None else b"\xc0" for k, v in results.items()}
+    return item

@@ -12,10 +12,12 @@ class Lease:
 
     task_id: str
     queue: str
+    type: str
     token: int
     tries: int
     expires: float  # monotonic
     worker: bytes  # the worker's routing id
+    unique_key: str | None = None
 
 
 class LeaseTable:
@@ -45,7 +47,7 @@ class LeaseTable:
         while heap and heap[0][0] <= now_mono:
             _, token, task_id = heapq.heappop(heap)
             lease = self._by_task.get(task_id)
-            if lease is not None and lease.token == token:
+            if lease is not None and lease.token == token and lease.expires <= now_mono:  # not extended since
                 del self._by_task[task_id]
                 expired.append(lease)
         return expired
@@ -55,7 +57,7 @@ class LeaseTable:
         while heap:
             expires, token, task_id = heap[0]
             lease = self._by_task.get(task_id)
-            if lease is not None and lease.token == token:
+            if lease is not None and lease.token == token and lease.expires == expires:
                 return expires
             heapq.heappop(heap)
         return None

@@ -13,11 +13,14 @@ class WorkerState:
     pid: int
     procs: int
     queues: list[str]
+    weights: dict[str, int]  # queue -> weight, in the worker's order of priority
+    strict: bool  # serve a queue only when every earlier one has nothing ready
     since: float  # wall time of HELLO
     last_seen: float  # monotonic
     credit: int = 0
     paused: bool = False
     running: set[str] = field(default_factory=set)
+    current: dict[str, int] = field(default_factory=dict)  # smooth weighted round-robin state
 
 
 class Registry:
@@ -53,5 +56,5 @@ class Registry:
             del self._workers[worker.ident]
         return gone
 
-    def with_credit(self, queue: str) -> list[WorkerState]:
-        return [w for w in self._workers.values() if w.credit > 0 and not w.paused and queue in w.queues]
+    def with_credit(self) -> list[WorkerState]:
+        return [w for w in self._workers.values() if w.credit > 0 and not w.paused]

@@ -6,8 +6,10 @@ current one is refused with STALE_LEASE and changes nothing (fencing).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from broker import lifecycle
 from broker.leases import Lease
 from broker.registry import WorkerState
 from protocol import ErrorCode, Frame, Kind, ProtocolError
@@ -24,6 +26,9 @@ def hello(b: Broker, ident: bytes, frame: Frame, now: Now) -> None:
         raise ProtocolError(ErrorCode.BAD_FIELD, "hello worker_id must equal the socket's routing id")
     for name in body["queues"]:
         b.queue(name, now)
+    weights = body.get("weights") or [1] * len(body["queues"])
+    if len(weights) != len(body["queues"]):
+        raise ProtocolError(ErrorCode.BAD_FIELD, "hello weights must have one weight per queue")
     worker = WorkerState(
         ident=ident,
         worker_id=body["worker_id"],
@@ -31,6 +36,8 @@ def hello(b: Broker, ident: bytes, frame: Frame, now: Now) -> None:
         pid=body["pid"],
         procs=body["procs"],
         queues=list(dict.fromkeys(body["queues"])),
+        weights=dict(zip(body["queues"], weights, strict=True)),
+        strict=bool(body.get("strict")),
         since=now.wall,
         last_seen=now.mono,
         running={lease.task_id for lease in b.leases.of_worker(ident)},
@@ -65,23 +72,44 @@ def results(b: Broker, ident: bytes, frame: Frame, now: Now) -> None:
     accepted: list[str] = []
     refused: list[list[Any]] = []
     for item in frame.body["results"]:
-        lease = _current(b, ident, item["id"], item["token"], refused)
-        if lease is None:
+        lease = b.leases.get(item["id"])
+        if lease is None or lease.token != item["token"] or lease.worker != ident:
+            if _late_but_current(b, item, now):
+                accepted.append(item["id"])
+            else:
+                refused.append(_stale(item["id"], item["token"]))
             continue
         outcome = item["outcome"]
         error = cut(item.get("error"))
         if outcome == "complete":
-            b.finish(lease, "complete", item.get("result"), None, now)
+            lifecycle.finish(b, lease, "complete", item.get("result"), None, now)
         elif outcome == "terminate":
-            b.finish(lease, "terminated", None, error or "terminated by its handler", now)
+            lifecycle.finish(b, lease, "terminated", None, error or "terminated by its handler", now)
         else:
-            b.fail(lease, error or "failed", float(item.get("retry_in_s", 0.0)), now)
+            lifecycle.fail(b, lease, error or "failed", float(item.get("retry_in_s", 0.0)), now)
         accepted.append(lease.task_id)
     b.reply(ident, frame.corr, {"accepted": accepted, "refused": refused})
     if worker is None:
         _not_registered(b, ident)
     else:
         worker.credit += frame.body.get("credit", 0)
+
+
+def _late_but_current(b: Broker, item: dict[str, Any], now: Now) -> bool:
+    """An outcome from a worker the broker gave up on (lost, or its lease ran out), for a task
+    that has not been leased again since: its token is still the task's last. Take a complete
+    or terminate (the work is done), so a worker that comes back loses nothing."""
+    if item["outcome"] == "fail":
+        return False
+    row = b.store.get_task(item["id"])
+    if row is None or row.state != "retry" or row.token != item["token"]:
+        return False
+    state = "complete" if item["outcome"] == "complete" else "terminated"
+    error = None if state == "complete" else cut(item.get("error"))
+    b.store.finish([(state, item.get("result"), error, now.wall, row.id)])
+    b.move(row.queue, "retry", state)
+    lifecycle.ended(b, row.id, row.queue, row.type, state, row.tries, error, row.unique_key is not None, now)
+    return True
 
 
 def release(b: Broker, ident: bytes, frame: Frame, now: Now) -> None:
@@ -91,9 +119,24 @@ def release(b: Broker, ident: bytes, frame: Frame, now: Now) -> None:
     for item in frame.body["leases"]:
         lease = _current(b, ident, item["id"], item["token"], refused)
         if lease is not None:
-            b.release(lease, now)
+            lifecycle.release(b, lease, now)
             accepted.append(lease.task_id)
     b.reply(ident, frame.corr, {"accepted": accepted, "refused": refused})
+
+
+def extend(b: Broker, ident: bytes, frame: Frame, now: Now) -> None:
+    """Renew a running task's lease from now, by at most the queue's max_run_time."""
+    b.workers.seen(ident, now.mono)
+    refused: list[list[Any]] = []
+    lease = _current(b, ident, frame.body["id"], frame.body["token"], refused)
+    if lease is None:
+        raise ProtocolError(ErrorCode.STALE_LEASE, refused[0][2])
+    q = b.queues.get(lease.queue)
+    granted = min(float(frame.body["seconds"]), q.max_run_time_s if q else 0.0)
+    lease_s = granted + b.config.lease_grace_s
+    b.leases.add(replace(lease, expires=now.mono + lease_s))
+    b.store.extend(lease.task_id, now.wall + lease_s)
+    b.reply(ident, frame.corr, {"run_time_s": granted})
 
 
 def heartbeat(b: Broker, ident: bytes, frame: Frame, now: Now) -> None:
@@ -108,10 +151,14 @@ def _current(b: Broker, ident: bytes, task_id: str, token: int, refused: list[li
     """The task's lease if `token` is its current one and `ident` holds it; else record a refusal."""
     lease = b.leases.get(task_id)
     if lease is None or lease.token != token or lease.worker != ident:
-        msg = f"lease {token} of task {task_id} is no longer current (it expired or the task moved on); dropped"
-        refused.append([task_id, int(ErrorCode.STALE_LEASE), msg])
+        refused.append(_stale(task_id, token))
         return None
     return lease
+
+
+def _stale(task_id: str, token: int) -> list[Any]:
+    msg = f"lease {token} of task {task_id} is no longer current (it expired or the task moved on); dropped"
+    return [task_id, int(ErrorCode.STALE_LEASE), msg]
 
 
 def cut(text: str | None) -> str | None:
@@ -139,4 +186,5 @@ HANDLERS = {
     Kind.RELEASE: release,
     Kind.HEARTBEAT: heartbeat,
     Kind.BYE: bye,
+    Kind.EXTEND: extend,
 }

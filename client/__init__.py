@@ -12,13 +12,14 @@ from client.errors import (
     TaskNotFound,
     WaitTimeout,
 )
-from client.models import QueueInfo, Submitted, TaskInfo, WorkerInfo
+from client.models import CronInfo, QueueInfo, Submitted, TaskInfo, WorkerInfo
 
 __all__ = [
     "AsyncClient",
     "BrokerError",
     "Client",
     "ClientError",
+    "CronInfo",
     "DuplicateTask",
     "InvalidRequest",
     "QueueInfo",

@@ -59,9 +59,15 @@ class AsyncClient:
         queue: str = calls.DEFAULT_QUEUE,
         task_id: str | None = None,
         deadline: datetime | float | None = None,
+        run_at: datetime | float | None = None,
+        delay: float | None = None,
+        unique_for: float | None = None,
+        depends_on: Iterable[str] = (),
+        load_results: bool = False,
         timeout: float | None = None,
     ) -> Submitted:
-        item = calls.task_item(task_type, payload, task_id, deadline)
+        opts = calls.Options(task_id, deadline, run_at, delay, unique_for, tuple(depends_on), load_results)
+        item = calls.task_item(task_type, payload, opts)
         data = await self.call(Kind.SUBMIT, {"queue": queue, "tasks": [item]}, timeout)
         return Submitted(data["ids"][0], task_type, queue)
 
@@ -92,8 +98,12 @@ class AsyncClient:
         max_tries: int | None = None,
         timeout: float | None = None,
     ) -> QueueInfo:
-        body = calls.configure_body(name, max_concurrent, max_run_time, max_tries)
+        body = calls.configure_body(name, max_concurrent=max_concurrent, max_run_time=max_run_time, max_tries=max_tries)
         return QueueInfo.from_wire(await self.call(Kind.QUEUE_CONFIGURE, body, timeout))
+
+    async def cancel(self, task_id: str, *, timeout: float | None = None) -> TaskInfo:
+        """Cancel a task (see Client.cancel); returns its state right after the request."""
+        return TaskInfo.from_wire(await self.call(Kind.CANCEL, {"id": task_id}, timeout))
 
     async def call(self, kind: Kind, body: dict[str, Any], timeout: float | None = None) -> Any:
         if self._reader is None or self._reader.done():

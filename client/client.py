@@ -13,8 +13,8 @@ import zmq
 
 from client import calls
 from client.errors import ClientError, RequestTimeout, from_reply
-from client.models import QueueInfo, Submitted, TaskInfo, WorkerInfo
-from protocol import Kind, ProtocolError, decode, encode
+from client.models import CronInfo, QueueInfo, Submitted, TaskInfo, WorkerInfo
+from protocol import Kind, ProtocolError, decode, encode, encode_value
 
 WAIT_MARGIN_S = 5.0  # extra time for the broker's own answer to a WAIT that ran out
 
@@ -66,10 +66,21 @@ class Client:
         queue: str = calls.DEFAULT_QUEUE,
         task_id: str | None = None,
         deadline: datetime | float | None = None,
+        run_at: datetime | float | None = None,
+        delay: float | None = None,
+        unique_for: float | None = None,
+        depends_on: Iterable[str] = (),
+        load_results: bool = False,
         timeout: float | None = None,
     ) -> Submitted:
-        """Submit one task; when this returns, the task is on the broker's disk."""
-        item = calls.task_item(task_type, payload, task_id, deadline)
+        """Submit one task; when this returns, the task is on the broker's disk.
+
+        run_at/delay schedule it; deadline expires it if not started by then; unique_for refuses
+        the same type and payload in this queue for that many seconds (or until it ends);
+        depends_on waits for those tasks to complete (load_results hands the handler their results).
+        """
+        opts = calls.Options(task_id, deadline, run_at, delay, unique_for, tuple(depends_on), load_results)
+        item = calls.task_item(task_type, payload, opts)
         data = self.call(Kind.SUBMIT, {"queue": queue, "tasks": [item]}, timeout)
         return Submitted(data["ids"][0], task_type, queue)
 
@@ -107,11 +118,84 @@ class Client:
         max_concurrent: int | None = None,
         max_run_time: float | None = None,
         max_tries: int | None = None,
+        retention: float | None = None,
+        dead_max: int | None = None,
+        dead_retention: float | None = None,
         timeout: float | None = None,
     ) -> QueueInfo:
-        """Create or change a queue. max_run_time in seconds; max_tries -1 means unlimited."""
-        body = calls.configure_body(name, max_concurrent, max_run_time, max_tries)
+        """Create or change a queue. Times in seconds; max_tries -1 means unlimited."""
+        body = calls.configure_body(
+            name, max_concurrent=max_concurrent, max_run_time=max_run_time, max_tries=max_tries,
+            retention=retention, dead_max=dead_max, dead_retention=dead_retention,
+        )  # fmt: skip
         return QueueInfo.from_wire(self.call(Kind.QUEUE_CONFIGURE, body, timeout))
+
+    def pause_queue(self, name: str, *, timeout: float | None = None) -> QueueInfo:
+        """Stop giving out the queue's tasks; submits are still taken and running tasks finish."""
+        return QueueInfo.from_wire(self.call(Kind.QUEUE_PAUSE, {"name": name}, timeout))
+
+    def resume_queue(self, name: str, *, timeout: float | None = None) -> QueueInfo:
+        return QueueInfo.from_wire(self.call(Kind.QUEUE_RESUME, {"name": name}, timeout))
+
+    def purge_queue(self, name: str, *, timeout: float | None = None) -> int:
+        """Delete the queue's waiting tasks; returns how many."""
+        return int(self.call(Kind.QUEUE_PURGE, {"name": name}, timeout)["purged"])
+
+    def delete_queue(self, name: str, *, force: bool = False, timeout: float | None = None) -> None:
+        """Delete a queue and all its tasks; refused while tasks run unless force (they are killed)."""
+        self.call(Kind.QUEUE_DELETE, {"name": name, "force": force}, timeout)
+
+    def cancel(self, task_id: str, *, wait: float = 5.0, timeout: float | None = None) -> TaskInfo:
+        """Cancel a task: a waiting one ends `terminated` at once; a running one has its process
+        killed. Waits up to `wait` seconds for the end (0: return the state now)."""
+        info = TaskInfo.from_wire(self.call(Kind.CANCEL, {"id": task_id}, timeout))
+        return self.wait(task_id, timeout=wait) if wait > 0 and not info.done else info
+
+    def tasks(
+        self,
+        *,
+        queue: str | None = None,
+        state: str | None = None,
+        task_type: str | None = None,
+        limit: int = 50,
+        before: int | None = None,
+        timeout: float | None = None,
+    ) -> list[TaskInfo]:
+        """Tasks newest first, filtered; for the next page pass before=<last one's seq>."""
+        filters = {"queue": queue, "state": state, "type": task_type, "before": before}
+        body: dict[str, Any] = {k: v for k, v in filters.items() if v is not None}
+        body["limit"] = limit
+        return [TaskInfo.from_wire(t) for t in self.call(Kind.TASK_LIST, body, timeout)]
+
+    def retry(self, task_id: str, *, timeout: float | None = None) -> TaskInfo:
+        """Send an ended task (dead, expired, terminated, complete, unreachable) back to run."""
+        return TaskInfo.from_wire(self.call(Kind.TASK_RETRY, {"id": task_id}, timeout))
+
+    def delete(self, task_id: str, *, timeout: float | None = None) -> None:
+        """Delete a task that is not running."""
+        self.call(Kind.TASK_DELETE, {"id": task_id}, timeout)
+
+    def info(self, *, timeout: float | None = None) -> dict[str, Any]:
+        """The broker: pid, uptime, database, events endpoint, totals."""
+        data: dict[str, Any] = self.call(Kind.INFO, {}, timeout)
+        return data
+
+    def add_cron(
+        self, name: str, cron: str, task_type: str, payload: Any = None, *, queue: str = calls.DEFAULT_QUEUE,
+        timeout: float | None = None,
+    ) -> CronInfo:  # fmt: skip
+        """Create or replace a periodic task: the broker submits `task_type` on every `cron` match (UTC)."""
+        body = {"name": name, "cron": cron, "type": task_type, "payload": encode_value(payload), "queue": queue}
+        return CronInfo.from_wire(self.call(Kind.CRON_ADD, body, timeout))
+
+    def crons(self, *, timeout: float | None = None) -> list[CronInfo]:
+        return [CronInfo.from_wire(c) for c in self.call(Kind.CRON_LIST, {}, timeout)]
+
+    def cron(self, name: str, *, timeout: float | None = None) -> CronInfo:
+        return CronInfo.from_wire(self.call(Kind.CRON_GET, {"name": name}, timeout))
+
+    def delete_cron(self, name: str, *, timeout: float | None = None) -> None:
+        self.call(Kind.CRON_DELETE, {"name": name}, timeout)
 
     # -- transport ----------------------------------------------------------------------------
 

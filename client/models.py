@@ -37,6 +37,9 @@ class TaskInfo:
     finished_at: datetime | None
     deadline: datetime | None
     worker: str | None
+    run_at: datetime | None = None
+    depends_on: list[str] = field(default_factory=list)
+    seq: int = 0  # submission order; pass as `before` to page through Client.tasks()
 
     @property
     def done(self) -> bool:
@@ -58,6 +61,9 @@ class TaskInfo:
             finished_at=_when(d["finished_at"]),
             deadline=_when(d["deadline"]),
             worker=d["worker"],
+            run_at=_when(d["ready_at"]) if d["state"] == "scheduled" else None,
+            depends_on=list(d.get("depends_on", [])),
+            seq=d.get("seq", 0),
         )
 
 
@@ -70,6 +76,8 @@ class WorkerInfo:
     pid: int
     procs: int
     queues: list[str]
+    weights: list[int]
+    strict: bool
     running: list[str]
     since: datetime | None
     paused: bool
@@ -88,6 +96,9 @@ class QueueInfo:
     paused: bool
     workers: int
     created_at: datetime | None = None
+    retention_s: float = 0.0
+    dead_max: int = 0
+    dead_retention_s: float = 0.0
     counts: dict[str, int] = field(default_factory=dict)
 
     @classmethod
@@ -100,5 +111,37 @@ class QueueInfo:
             paused=d["paused"],
             workers=d["workers"],
             created_at=_when(d["created_at"]),
+            retention_s=d["retention_s"],
+            dead_max=d["dead_max"],
+            dead_retention_s=d["dead_retention_s"],
             counts=dict(d["counts"]),
+        )
+
+
+@dataclass(frozen=True)
+class CronInfo:
+    """A periodic task: the broker submits `type` on every match of `cron` (UTC)."""
+
+    name: str
+    cron: str
+    type: str
+    payload: Any
+    queue: str
+    next_run: datetime | None
+    last_run: datetime | None
+    last_task: str | None
+    created_at: datetime | None
+
+    @classmethod
+    def from_wire(cls, d: dict[str, Any]) -> CronInfo:
+        return cls(
+            name=d["name"],
+            cron=d["cron"],
+            type=d["type"],
+            payload=decode_value(d["payload"]),
+            queue=d["queue"],
+            next_run=_when(d["next_run"]),
+            last_run=_when(d["last_run"]),
+            last_task=d["last_task"],
+            created_at=_when(d["created_at"]),
         )

@@ -24,6 +24,19 @@ class Kind(StrEnum):
     QUEUE_INFO = "queue_info"
     QUEUE_CONFIGURE = "queue_configure"
     WORKERS = "workers"
+    INFO = "info"
+    CANCEL = "cancel"  # client -> broker: cancel a task; broker -> worker: kill the lease's process
+    TASK_LIST = "task_list"
+    TASK_RETRY = "task_retry"
+    TASK_DELETE = "task_delete"
+    QUEUE_PAUSE = "queue_pause"
+    QUEUE_RESUME = "queue_resume"
+    QUEUE_PURGE = "queue_purge"
+    QUEUE_DELETE = "queue_delete"
+    CRON_ADD = "cron_add"
+    CRON_LIST = "cron_list"
+    CRON_GET = "cron_get"
+    CRON_DELETE = "cron_delete"
     # worker -> broker
     HELLO = "hello"  # answered by REPLY (the welcome)
     CREDIT = "credit"  # n more free slots; no reply
@@ -32,6 +45,7 @@ class Kind(StrEnum):
     RELEASE = "release"  # unstarted tasks handed back; answered like RESULTS
     HEARTBEAT = "heartbeat"  # both ways; no reply
     BYE = "bye"  # the worker leaves; no reply
+    EXTEND = "extend"  # renew a running task's lease (a handler's task.extend); answered by REPLY
     # broker -> peers
     REPLY = "reply"
     ERROR = "error"
@@ -75,11 +89,27 @@ def _names(value: list[Any]) -> str | None:
     return None
 
 
+def _ids(value: list[Any]) -> str | None:
+    if not all(isinstance(v, str) and _name(v) is None for v in value) or len(value) > 1000:
+        return "must be a list of at most 1000 task ids"
+    return None
+
+
+def _weights(value: list[Any]) -> str | None:
+    if not all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 1000 for v in value):
+        return "must be a list of integers from 1 to 1000"
+    return None
+
+
 SUBMIT_TASK: dict[str, FieldSpec] = {
     "type": (str, True, _type_name),
     "payload": (bytes, True, None),
     "id": (str, False, _name),
     "deadline": (NUMBER, False, _positive),
+    "run_at": (NUMBER, False, _positive),  # wall time: state 'scheduled' until then
+    "unique_for_s": (NUMBER, False, _positive),
+    "depends_on": (list, False, _ids),
+    "load_results": (bool, False, None),
 }
 
 RESULT_ITEM: dict[str, FieldSpec] = {
@@ -103,6 +133,7 @@ DELIVER_ITEM: dict[str, FieldSpec] = {
     "max_tries": (int, True, None),
     "run_time_s": (NUMBER, True, None),
     "deadline": (NUMBER, False, None),
+    "dependency_results": (dict, False, None),  # parent id -> its result (msgpack bytes)
 }
 
 BODIES: dict[Kind, dict[str, FieldSpec]] = {
@@ -116,14 +147,44 @@ BODIES: dict[Kind, dict[str, FieldSpec]] = {
         "max_concurrent": (int, False, _positive),
         "max_run_time_s": (NUMBER, False, _positive),
         "max_tries": (int, False, _tries),
+        "retention_s": (NUMBER, False, _non_negative),
+        "dead_max": (int, False, _non_negative),
+        "dead_retention_s": (NUMBER, False, _non_negative),
     },
     Kind.WORKERS: {},
+    Kind.INFO: {},
+    Kind.CANCEL: {"id": (str, True, _name), "token": (int, False, None)},
+    Kind.TASK_LIST: {
+        "queue": (str, False, _name),
+        "state": (str, False, None),
+        "type": (str, False, None),
+        "limit": (int, False, _positive),
+        "before": (int, False, None),  # page: tasks submitted before this sequence number
+    },
+    Kind.TASK_RETRY: {"id": (str, True, _name)},
+    Kind.TASK_DELETE: {"id": (str, True, _name)},
+    Kind.QUEUE_PAUSE: {"name": (str, True, _name)},
+    Kind.QUEUE_RESUME: {"name": (str, True, _name)},
+    Kind.QUEUE_PURGE: {"name": (str, True, _name)},
+    Kind.QUEUE_DELETE: {"name": (str, True, _name), "force": (bool, False, None)},
+    Kind.CRON_ADD: {
+        "name": (str, True, _name),
+        "cron": (str, True, None),
+        "type": (str, True, _type_name),
+        "payload": (bytes, True, None),
+        "queue": (str, True, _name),
+    },
+    Kind.CRON_LIST: {},
+    Kind.CRON_GET: {"name": (str, True, _name)},
+    Kind.CRON_DELETE: {"name": (str, True, _name)},
     Kind.HELLO: {
         "worker_id": (str, True, _name),
         "host": (str, True, None),
         "pid": (int, True, None),
         "procs": (int, True, _positive),
         "queues": (list, True, _names),
+        "weights": (list, False, _weights),  # one per queue; absent: all 1
+        "strict": (bool, False, None),  # serve a queue only when every earlier one is empty
     },
     Kind.CREDIT: {"n": (int, True, _positive)},
     Kind.PAUSE: {},
@@ -131,6 +192,7 @@ BODIES: dict[Kind, dict[str, FieldSpec]] = {
     Kind.RELEASE: {"leases": (list, True, None)},
     Kind.HEARTBEAT: {},
     Kind.BYE: {},
+    Kind.EXTEND: {"id": (str, True, _name), "token": (int, True, None), "seconds": (NUMBER, True, _positive)},
     Kind.REPLY: {"data": (object, True, None)},
     Kind.ERROR: {"code": (int, True, None), "message": (str, True, None), "index": (int, False, None)},
     Kind.DELIVER: {"tasks": (list, True, None)},
@@ -155,7 +217,7 @@ def check_fields(where: str, body: Any, spec: dict[str, FieldSpec]) -> None:
                 raise ProtocolError(ErrorCode.BAD_FIELD, f"{where} lacks the field '{name}'")
             continue
         value = body[name]
-        if not isinstance(value, types) or (isinstance(value, bool) and types is not object):
+        if not isinstance(value, types) or (isinstance(value, bool) and types not in (bool, object)):
             raise ProtocolError(
                 ErrorCode.BAD_FIELD, f"{where} field '{name}' has the wrong type ({type(value).__name__})"
             )

@@ -6,6 +6,8 @@ from enum import StrEnum
 
 
 class TaskState(StrEnum):
+    SCHEDULED = "scheduled"  # waiting for its run_at time
+    BLOCKED = "blocked"  # waiting for the tasks it depends on to complete
     NEW = "new"  # waiting for its first try
     ACTIVE = "active"  # leased to a worker process
     RETRY = "retry"  # failed a try; waits for its retry time
@@ -13,7 +15,10 @@ class TaskState(StrEnum):
     TERMINATED = "terminated"  # a handler raised TerminateTask: no more tries
     EXPIRED = "expired"  # its deadline passed before it could start
     DEAD = "dead"  # out of tries, kept with its last error
+    UNREACHABLE = "unreachable"  # a task it depends on ended other than complete: never runs
 
 
-FINAL_STATES = frozenset({TaskState.COMPLETE, TaskState.TERMINATED, TaskState.EXPIRED, TaskState.DEAD})
-WAITING_STATES = frozenset({TaskState.NEW, TaskState.RETRY})
+FINAL_STATES = frozenset(
+    {TaskState.COMPLETE, TaskState.TERMINATED, TaskState.EXPIRED, TaskState.DEAD, TaskState.UNREACHABLE}
+)
+WAITING_STATES = frozenset({TaskState.SCHEDULED, TaskState.NEW, TaskState.RETRY})

@@ -14,6 +14,7 @@ import pytest
 
 from client import Client, ClientError
 from client.cli import format_duration, main, parse_duration
+from protocol import TaskState
 
 REPO = Path(__file__).resolve().parent.parent
 START_DEADLINE_S = 10.0
@@ -112,7 +113,7 @@ def test_queue_configure_then_view(broker: str, capsys: pytest.CaptureFixture[st
         "max_tries": -1,
         "paused": False,
         "workers": 0,
-        "counts": dict.fromkeys(["new", "active", "retry", "complete", "terminated", "expired", "dead"], 0),
+        "counts": dict.fromkeys([s.value for s in TaskState], 0),
     }
     assert main(["--broker", broker, "queue", "view", "mail"]) == 0
     table = capsys.readouterr().out

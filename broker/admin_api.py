@@ -1,0 +1,183 @@
+"""Admin requests (`ajc`): workers, info, cancel, task list/retry/delete, queue pause/resume/
+purge/delete, and periodic tasks."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from broker import cron, lifecycle
+from broker.client_api import find_queue, find_task, queue_info, task_info
+from protocol import FINAL_STATES, ErrorCode, Frame, Kind, ProtocolError, TaskState
+from protocol.clock import Now
+
+if TYPE_CHECKING:
+    from broker.core import Broker
+
+WAITING = ("scheduled", "new", "retry", "blocked")
+STATES = {s.value for s in TaskState}
+
+
+def workers(b: Broker, ident: bytes, frame: Frame, now: Now) -> None:
+    b.reply(ident, frame.corr, [_worker_info(w) for w in b.workers])
+
+
+def _worker_info(w: Any) -> dict[str, Any]:
+    return {
+        "worker_id": w.worker_id,
+        "host": w.host,
+        "pid": w.pid,
+        "procs": w.procs,
+        "queues": w.queues,
+        "weights": [w.weights.get(q, 1) for q in w.queues],
+        "strict": w.strict,
+        "running": sorted(w.running),
+        "since": w.since,
+        "paused": w.paused,
+    }
+
+
+def info(b: Broker, ident: bytes, frame: Frame, now: Now) -> None:
+    totals: dict[str, int] = {}
+    for counts in b.counts.values():
+        for state, n in counts.items():
+            totals[state] = totals.get(state, 0) + n
+    b.reply(
+        ident,
+        frame.corr,
+        {
+            "version": 1,
+            "pid": os.getpid(),
+            "started_at": b.started,
+            "uptime_s": now.wall - b.started,
+            "db": b.store.path,
+            "db_bytes": _file_size(b.store.path),
+            "events": b.config.events_endpoint,
+            "queues": len(b.queues),
+            "workers": len(b.workers),
+            "active_leases": len(b.leases),
+            "schedules": len(b.schedules),
+            "counts": {s: n for s, n in totals.items() if n},
+        },
+    )
+
+
+def _file_size(path: str) -> int:
+    return sum(os.path.getsize(p) for p in (path, path + "-wal") if os.path.exists(p))
+
+
+def cancel(b: Broker, ident: bytes, frame: Frame, now: Now) -> None:
+    """A waiting task ends `terminated` now; a running one once its worker has killed it."""
+    row = find_task(b, frame.body["id"])
+    if row.state == "active":
+        lease = b.leases.get(row.id)
+        if lease is not None:
+            b.cancelling.add(row.id)
+            b.send(lease.worker, Kind.CANCEL, {"id": row.id, "token": lease.token})
+    elif row.state not in FINAL_STATES:
+        brief = b.store.briefs([row.id])
+        lifecycle.end_unstarted(b, brief, "terminated", lifecycle.CANCELLED, now)
+        row = find_task(b, row.id)
+    b.reply(ident, frame.corr, task_info(row))
+
+
+def task_list(b: Broker, ident: bytes, frame: Frame, now: Now) -> None:
+    body = frame.body
+    state = body.get("state")
+    if state is not None and state not in STATES:
+        raise ProtocolError(ErrorCode.BAD_FIELD, f"unknown state {state!r}: use one of {', '.join(sorted(STATES))}")
+    rows = b.store.list_tasks(body.get("queue"), state, body.get("type"), body.get("before"), body.get("limit", 50))
+    b.reply(ident, frame.corr, [task_info(r) for r in rows])
+
+
+def task_retry(b: Broker, ident: bytes, frame: Frame, now: Now) -> None:
+    """Send an ended task back to run, with a fresh set of tries."""
+    row = find_task(b, frame.body["id"])
+    if row.state not in FINAL_STATES:
+        raise ProtocolError(ErrorCode.BAD_FIELD, f"task {row.id} is {row.state}, not ended: nothing to retry")
+    b.queue(row.queue, now)
+    b.store.requeue(row.id, now.wall)
+    b.move(row.queue, row.state, "new")
+    b.dirty.add(row.queue)
+    b.events.emit(row.id, row.queue, row.type, "new", 0, None, now.wall)
+    b.reply(ident, frame.corr, task_info(find_task(b, row.id)))
+
+
+def task_delete(b: Broker, ident: bytes, frame: Frame, now: Now) -> None:
+    row = find_task(b, frame.body["id"])
+    if row.state == "active":
+        raise ProtocolError(ErrorCode.BAD_FIELD, f"task {row.id} is running: cancel it first (ajc task cancel)")
+    if row.state not in FINAL_STATES:  # dependants of a task that will never run are unreachable
+        lifecycle.end_unstarted(b, b.store.briefs([row.id]), "terminated", "deleted", now)
+    b.store.delete_tasks([row.id])
+    b.counts[row.queue]["terminated" if row.state not in FINAL_STATES else row.state] -= 1
+    b.reply(ident, frame.corr, {"deleted": row.id})
+
+
+def queue_pause(b: Broker, ident: bytes, frame: Frame, now: Now) -> None:
+    _set_paused(b, ident, frame, now, paused=True)
+
+
+def queue_resume(b: Broker, ident: bytes, frame: Frame, now: Now) -> None:
+    _set_paused(b, ident, frame, now, paused=False)
+
+
+def _set_paused(b: Broker, ident: bytes, frame: Frame, now: Now, paused: bool) -> None:
+    """A paused queue accepts tasks but gives none out; running ones finish."""
+    q = replace(find_queue(b, frame.body["name"]), paused=paused)
+    b.store.put_queue(q)
+    b.queues[q.name] = q
+    if not paused:
+        b.dirty.add(q.name)
+    b.reply(ident, frame.corr, queue_info(b, q))
+
+
+def queue_purge(b: Broker, ident: bytes, frame: Frame, now: Now) -> None:
+    """Delete the queue's waiting tasks (not running or ended ones)."""
+    q = find_queue(b, frame.body["name"])
+    briefs = b.store.waiting_briefs(q.name)
+    lifecycle.end_unstarted(b, briefs, "terminated", "purged", now)
+    b.store.delete_tasks([t.id for t in briefs])
+    b.counts[q.name]["terminated"] -= len(briefs)
+    b.reply(ident, frame.corr, {"purged": len(briefs)})
+
+
+def queue_delete(b: Broker, ident: bytes, frame: Frame, now: Now) -> None:
+    q = find_queue(b, frame.body["name"])
+    active = b.counts[q.name]["active"]
+    if active and not frame.body.get("force"):
+        raise ProtocolError(
+            ErrorCode.BAD_FIELD, f"queue {q.name!r} has {active} running tasks: wait for them, or delete with --force"
+        )
+    for task_id in b.store.queue_task_ids(q.name):
+        lease = b.leases.get(task_id)
+        if lease is not None:  # forced: the worker kills it; its answer will find no task
+            b.send(lease.worker, Kind.CANCEL, {"id": task_id, "token": lease.token})
+            lifecycle.end_lease(b, lease)
+            lifecycle.resolve_dependants(b, task_id, "deleted", now)
+    lifecycle.end_unstarted(b, b.store.waiting_briefs(q.name), "terminated", "queue deleted", now)
+    ids = b.store.queue_task_ids(q.name)
+    b.store.release_uniques(ids)
+    b.store.delete_tasks(ids)
+    b.store.delete_queue(q.name)
+    del b.queues[q.name]
+    b.counts.pop(q.name, None)
+    b.dirty.discard(q.name)
+    b.next_ready.pop(q.name, None)
+    b.reply(ident, frame.corr, {"deleted": q.name})
+
+
+HANDLERS = {
+    Kind.WORKERS: workers,
+    Kind.INFO: info,
+    Kind.CANCEL: cancel,
+    Kind.TASK_LIST: task_list,
+    Kind.TASK_RETRY: task_retry,
+    Kind.TASK_DELETE: task_delete,
+    Kind.QUEUE_PAUSE: queue_pause,
+    Kind.QUEUE_RESUME: queue_resume,
+    Kind.QUEUE_PURGE: queue_purge,
+    Kind.QUEUE_DELETE: queue_delete,
+    **cron.HANDLERS,
+}

@@ -1,0 +1,115 @@
+"""Task transitions after dispatch: a lease ends (complete, fail, terminate, release), and what
+every final state sets off (unique locks released, dependants resolved, waiters answered, events).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from broker.leases import Lease
+from broker.store import TaskBrief
+from protocol.clock import Now
+
+if TYPE_CHECKING:
+    from broker.core import Broker
+
+CANCELLED = "cancelled"
+
+
+def end_lease(b: Broker, lease: Lease) -> None:
+    b.leases.pop(lease.task_id)
+    b.cancelling.discard(lease.task_id)
+    worker = b.workers.get(lease.worker)
+    if worker is not None:
+        worker.running.discard(lease.task_id)
+
+
+def finish(b: Broker, lease: Lease, state: str, result: bytes | None, error: str | None, now: Now) -> None:
+    """The lease ends the task: complete, terminated or dead."""
+    if lease.task_id in b.cancelling and state != "complete":
+        state, error = "terminated", CANCELLED
+    end_lease(b, lease)
+    b.store.finish([(state, result, error, now.wall, lease.task_id)])
+    b.move(lease.queue, "active", state)
+    ended(b, lease.task_id, lease.queue, lease.type, state, lease.tries, error, lease.unique_key is not None, now)
+
+
+def fail(b: Broker, lease: Lease, error: str, retry_in_s: float, now: Now) -> None:
+    """A failed try: wait and retry, or `dead` when the queue's max_tries are used up."""
+    q = b.queues.get(lease.queue)
+    if lease.task_id in b.cancelling or (q is not None and q.max_tries != -1 and lease.tries >= q.max_tries):
+        finish(b, lease, "dead", None, error, now)
+        return
+    end_lease(b, lease)
+    ready_at = now.wall + retry_in_s
+    b.store.retry([(ready_at, error, lease.task_id)])
+    b.move(lease.queue, "active", "retry")
+    b.wake_queue(lease.queue, ready_at, now)
+    b.events.emit(lease.task_id, lease.queue, lease.type, "retry", lease.tries, error, now.wall)
+
+
+def release(b: Broker, lease: Lease, now: Now) -> None:
+    """Hand a task back without using a try (a worker shutting down before running it)."""
+    if lease.task_id in b.cancelling:
+        finish(b, lease, "terminated", None, CANCELLED, now)
+        return
+    end_lease(b, lease)
+    b.store.unlease([(now.wall, lease.task_id)])
+    state = "retry" if lease.tries > 1 else "new"
+    b.move(lease.queue, "active", state)
+    b.dirty.add(lease.queue)
+    b.events.emit(lease.task_id, lease.queue, lease.type, state, lease.tries - 1, None, now.wall)
+
+
+def ended(
+    b: Broker, task_id: str, queue: str, task_type: str, state: str, tries: int, error: str | None, unique: bool,
+    now: Now,
+) -> None:  # fmt: skip
+    """After any final state: release the unique lock, resolve dependants, answer waiters, tell."""
+    b.finished.append(task_id)
+    if unique:
+        b.store.release_uniques([task_id])
+    b.events.emit(task_id, queue, task_type, state, tries, error, now.wall)
+    resolve_dependants(b, task_id, state, now)
+
+
+def resolve_dependants(b: Broker, parent: str, state: str, now: Now) -> None:
+    """Tasks blocked on `parent` run once all their parents completed; any other end makes them
+    (and, in turn, their own dependants) unreachable. A worklist, not recursion: chains can be long."""
+    work = [(parent, state)]
+    while work:
+        parent, state = work.pop()
+        children = b.store.take_children(parent)
+        if not children:
+            continue
+        for child in b.store.briefs(children):
+            if child.state != "blocked":
+                continue
+            if state == "complete":
+                if not b.store.has_parents(child.id):
+                    b.store.make_ready([child.id], now.wall)
+                    b.move(child.queue, "blocked", "new")
+                    b.dirty.add(child.queue)
+                    b.events.emit(child.id, child.queue, child.type, "new", 0, None, now.wall)
+                continue
+            error = f"it depends on task {parent}, which ended {state}"
+            b.store.drop_child(child.id)
+            b.store.end_waiting([child.id], "unreachable", error, now.wall)
+            b.move(child.queue, "blocked", "unreachable")
+            b.finished.append(child.id)
+            if child.unique_key:
+                b.store.release_uniques([child.id])
+            b.events.emit(child.id, child.queue, child.type, "unreachable", 0, error, now.wall)
+            work.append((child.id, "unreachable"))
+
+
+def end_unstarted(b: Broker, briefs: list[TaskBrief], state: str, error: str, now: Now) -> None:
+    """End tasks that never started (cancelled or expired while waiting)."""
+    if not briefs:
+        return
+    b.store.end_waiting([t.id for t in briefs], state, error, now.wall)
+    for t in briefs:
+        if t.state == "blocked":
+            b.store.drop_child(t.id)
+        b.move(t.queue, t.state, state)
+        ended(b, t.id, t.queue, t.type, state, t.tries, error, t.unique_key is not None, now)

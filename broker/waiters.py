@@ -1,0 +1,45 @@
+"""WAIT requests parked until their task ends or their time runs out."""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass
+
+
+@dataclass(slots=True)
+class Waiter:
+    ident: bytes
+    corr: int
+    expires: float  # monotonic
+
+
+class Waiters:
+    def __init__(self) -> None:
+        self._by_task: dict[str, list[Waiter]] = {}
+        self._heap: list[tuple[float, str]] = []
+
+    def add(self, task_id: str, ident: bytes, corr: int, expires: float) -> None:
+        self._by_task.setdefault(task_id, []).append(Waiter(ident, corr, expires))
+        heapq.heappush(self._heap, (expires, task_id))
+
+    def pop(self, task_id: str) -> list[Waiter]:
+        return self._by_task.pop(task_id, [])
+
+    def expired(self, now_mono: float) -> list[tuple[str, Waiter]]:
+        """Remove and return the waiters whose time ran out."""
+        out: list[tuple[str, Waiter]] = []
+        while self._heap and self._heap[0][0] <= now_mono:
+            _, task_id = heapq.heappop(self._heap)
+            waiters = self._by_task.get(task_id)
+            if not waiters:
+                continue
+            keep = [w for w in waiters if w.expires > now_mono]
+            out += [(task_id, w) for w in waiters if w.expires <= now_mono]
+            if keep:
+                self._by_task[task_id] = keep
+            else:
+                del self._by_task[task_id]
+        return out
+
+    def next_expiry(self) -> float | None:
+        return self._heap[0][0] if self._heap else None
