@@ -140,7 +140,8 @@ class Cluster:
     def start_broker(self) -> None:
         """Start the broker and wait until it answers a request."""
         self.endpoint = f"tcp://127.0.0.1:{free_port()}"
-        args = ["-m", "broker", "--bind", self.endpoint, "--db", str(self.tmp / "bench.db")]
+        events = f"tcp://127.0.0.1:{free_port()}"
+        args = ["-m", "broker", "--bind", self.endpoint, "--events", events, "--db", str(self.tmp / "bench.db")]
         broker = self._spawn("broker", args)
         poll_until(lambda: self._answers(broker), READY_TIMEOUT_S, f"broker at {self.endpoint} answering")
 

@@ -17,6 +17,7 @@ def parse(argv: list[str] | None) -> BrokerConfig:
     p.add_argument("--synchronous", help="FULL (default: every commit on disk), EXTRA, NORMAL or OFF")
     p.add_argument("--heartbeat", type=float, dest="heartbeat_s", help="seconds between heartbeats (default 1)")
     p.add_argument("--lease-grace", type=float, dest="lease_grace_s", help="seconds past max_run_time (default 2)")
+    p.add_argument("--events", dest="events_bind", help="endpoint for task events (default: --bind port + 1)")
     p.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     args = p.parse_args(argv)
     logging.basicConfig(
@@ -29,6 +30,7 @@ def parse(argv: list[str] | None) -> BrokerConfig:
         synchronous=args.synchronous,
         heartbeat_s=args.heartbeat_s,
         lease_grace_s=args.lease_grace_s,
+        events_bind=args.events_bind,
     )
 
 
@@ -46,7 +48,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     server.install_signals()
     log = logging.getLogger("ajq.broker")
-    server.run(on_ready=lambda ep: log.info("listening on %s, database %s", ep, config.db))
+    server.run(
+        on_ready=lambda ep: log.info(
+            "listening on %s (events on %s), database %s", ep, config.events_endpoint, config.db
+        )
+    )
     log.info("stopped")
     return 0
 

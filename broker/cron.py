@@ -2,7 +2,7 @@
 
 The schedule's next run is written in the same transaction as the task it fires: a crash loses
 both or neither. Runs missed while the broker was down are caught up by one run at start.
-Cron expressions are parsed by `croniter` (5 fields, UTC), not by hand.
+Cron expressions are parsed by `croniter` (5 fields, or 6 with seconds last; UTC), not by hand.
 """
 
 from __future__ import annotations
@@ -31,9 +31,10 @@ def next_run(expr: str, after: float) -> float:
 
 
 def valid(expr: str) -> None:
-    if len(expr.split()) != 5 or not croniter.is_valid(expr):
+    if len(expr.split()) not in (5, 6) or not croniter.is_valid(expr):
         raise ProtocolError(
-            ErrorCode.BAD_FIELD, f"{expr!r} is not a cron expression: use 5 fields, e.g. '*/5 * * * *' (UTC)"
+            ErrorCode.BAD_FIELD,
+            f"{expr!r} is not a cron expression: use 5 fields, e.g. '*/5 * * * *' (UTC), or 6 with seconds last",
         )
 
 

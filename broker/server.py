@@ -40,6 +40,10 @@ class Server:
         self.sock.setsockopt(zmq.MAXMSGSIZE, HARD_FRAME_BYTES)
         self.sock.bind(config.bind)
         self.endpoint = self.sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        self.pub = self.ctx.socket(zmq.XPUB)  # XPUB: we see subscriptions, so no subscriber costs nothing
+        self.pub.setsockopt(zmq.LINGER, 0)
+        self.pub.setsockopt(zmq.SNDHWM, 10_000)  # a slow subscriber loses events; the broker never waits
+        self.pub.bind(config.events_endpoint)
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
@@ -57,6 +61,7 @@ class Server:
     def run(self, on_ready: Callable[[str], None] | None = None) -> None:
         poller = zmq.Poller()
         poller.register(self.sock, zmq.POLLIN)
+        poller.register(self.pub, zmq.POLLIN)
         poller.register(self._wake_r.fileno(), zmq.POLLIN)
         if on_ready:
             on_ready(self.endpoint)
@@ -65,6 +70,7 @@ class Server:
                 timeout_ms = self.broker.wake_in(self.clock.now()) * 1000
                 poller.poll(max(0, int(timeout_ms + 0.999)))
                 self._drain_wakeup()
+                self._count_subscribers()
                 self.turn()
         finally:
             self.close()
@@ -86,6 +92,21 @@ class Server:
             except zmq.ZMQError as exc:  # EHOSTUNREACH: peer gone; EAGAIN: peer not reading
                 log.debug("cannot send to %r: %s", msg.ident, exc)
                 self.broker.undeliverable(msg)
+        for event in self.broker.events.take():
+            with contextlib.suppress(zmq.Again):
+                self.pub.send_multipart([b"task", event], zmq.NOBLOCK)
+
+    def _count_subscribers(self) -> None:
+        """XPUB hands us each subscription change: first byte 1 to join, 0 to leave."""
+        while True:
+            try:
+                note = self.pub.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if note[:1] == b"\x01":
+                self.broker.events.subscribers += 1
+            elif note[:1] == b"\x00":
+                self.broker.events.subscribers -= 1
 
     def _drain_wakeup(self) -> None:
         try:
@@ -96,6 +117,7 @@ class Server:
 
     def close(self) -> None:
         self.sock.close(0)
+        self.pub.close(0)
         self.ctx.term()
         self.store.close()
         self._wake_r.close()

@@ -143,7 +143,9 @@ class BrokerHandle:
 def start_broker(tmp: Path, *extra: str) -> BrokerHandle:
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     db = tmp / "ajq.db"
-    args = ["-m", "broker", "--bind", endpoint, "--db", str(db), "--heartbeat", "0.2", "--lease-grace", "0.5", *extra]
+    events = f"tcp://127.0.0.1:{free_port()}"
+    args = ["-m", "broker", "--bind", endpoint, "--events", events, "--db", str(db), "--heartbeat", "0.2",
+            "--lease-grace", "0.5", *extra]  # fmt: skip
     handle = BrokerHandle(endpoint, db, Proc(args, tmp / "broker.log", tmp).start())
     handle.ready()
     return handle

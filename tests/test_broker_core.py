@@ -223,3 +223,29 @@ def test_a_failing_database_answers_every_request_with_internal_and_changes_noth
     assert rig.store.state_counts() == {}
     rig.store.db.execute("PRAGMA max_page_count = 1073741823")
     assert len(rig.submit("Q", 1)) == 1
+
+
+def test_cron_fires_once_per_match_and_catches_up_once_after_downtime(rig: Rig, tmp_path: Path) -> None:
+    # Given a schedule every 5 minutes.
+    body = {"name": "report", "cron": "*/5 * * * *", "type": "r", "payload": encode_value(1), "queue": "Q"}
+    [(_, reply)] = rig.step((C, Kind.CRON_ADD, body))
+    first = reply.body["data"]["next_run"]
+    assert first > rig.now.wall
+    # When its time comes, Then it fires exactly once.
+    rig.advance(first - rig.now.wall)
+    rig.step()
+    rig.step()
+    assert rig.broker.counts["Q"]["new"] == 1
+    # When the broker was down for an hour (6 matches missed), Then a restart fires one catch-up run.
+    rig.advance(3600)
+    reopened = Broker(Store(str(tmp_path / "core.db")), rig.broker.config, rig.now)
+    reopened.step([], rig.now)
+    reopened.step([], rig.now)
+    assert reopened.counts["Q"]["new"] == 2
+    assert reopened.schedules["report"].next_run > rig.now.wall
+
+
+def test_a_bad_cron_expression_is_refused(rig: Rig) -> None:
+    body = {"name": "x", "cron": "every minute", "type": "r", "payload": encode_value(1), "queue": "Q"}
+    [(_, reply)] = rig.step((C, Kind.CRON_ADD, body))
+    assert reply.kind is Kind.ERROR and "not a cron expression" in reply.body["message"]

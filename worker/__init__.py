@@ -1,6 +1,6 @@
 """ajworker: a supervisor and a pool of forked processes running the app's task handlers."""
 
-from worker.errors import TerminateTask, WorkerError
+from worker.errors import BadResult, ChildDied, HardTimeout, LeaseRanOut, NoHandler, TerminateTask, WorkerError
 from worker.retry import (
     RETRY_DEFAULT,
     RETRY_LINEAR_ONE_HOUR,
@@ -19,6 +19,11 @@ __all__ = [
     "RETRY_LINEAR_ONE_MINUTE",
     "RETRY_LINEAR_TEN_MINUTES",
     "RETRY_SIDEKIQ",
+    "BadResult",
+    "ChildDied",
+    "HardTimeout",
+    "LeaseRanOut",
+    "NoHandler",
     "RetryPolicy",
     "Router",
     "SidekiqPolicy",

@@ -7,8 +7,9 @@ import importlib
 import logging
 import os
 import sys
+from typing import Any
 
-from worker.config import WorkerConfig
+from worker.config import MAX_WEIGHT, WorkerConfig
 from worker.cpus import available_cpus
 from worker.errors import ConfigError, WorkerError
 from worker.retry import BY_NAME, RETRY_DEFAULT, by_name
@@ -33,6 +34,7 @@ def load_router(spec: str) -> Router:
 
 
 def parse_procs(value: str) -> int:
+    """--procs: a positive number, or 'auto' for the CPUs this process may use."""
     if value == "auto":
         return available_cpus()
     try:
@@ -44,29 +46,108 @@ def parse_procs(value: str) -> int:
     return n
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_queue(value: str) -> tuple[str, int]:
+    """--queue NAME or NAME=WEIGHT (asynq's weighted priority); a bare name has weight 1.
+
+    The weight follows the last '=', so a queue whose name holds '=' is given with its weight.
+    """
+    name, eq, weight_text = value.rpartition("=")
+    if not eq:
+        name, weight_text = value, "1"
+    if not name:
+        raise argparse.ArgumentTypeError(f"{value!r}: give a queue name, as NAME or NAME=WEIGHT")
+    try:
+        weight = int(weight_text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{value!r}: the weight {weight_text!r} is not an integer; write NAME=WEIGHT with WEIGHT from 1 to "
+            f"{MAX_WEIGHT}"
+        ) from None
+    if not 1 <= weight <= MAX_WEIGHT:
+        raise argparse.ArgumentTypeError(f"{value!r}: the weight must be from 1 to {MAX_WEIGHT}, not {weight}")
+    return name, weight
+
+
+def non_negative_int(value: str) -> int:
+    """A count where 0 means no limit."""
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r}: give a whole number (0: no limit)") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"{value!r}: give 0 (no limit) or more")
+    return n
+
+
+def non_negative_float(value: str) -> float:
+    """A size where 0 means no limit."""
+    try:
+        x = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r}: give a number (0: no limit)") from None
+    if not 0 <= x < float("inf"):
+        raise argparse.ArgumentTypeError(f"{value!r}: give 0 (no limit) or more")
+    return x
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """ajworker's command line; separate from main() so tests can parse without starting anything."""
     p = argparse.ArgumentParser(prog="ajworker", description="Run ajq tasks in a pool of forked processes.")
     p.add_argument("app", help="the Router to serve, as module:attribute (e.g. myapp.tasks:router)")
     p.add_argument("--broker", help="broker endpoint (env AJQ_BROKER; default tcp://127.0.0.1:7480)")
     p.add_argument("--procs", type=parse_procs, default="auto", help="processes: a number or 'auto' (default)")
-    p.add_argument("--queue", action="append", dest="queues", help="queue to serve (repeatable; default DEFAULT)")
+    p.add_argument(
+        "--queue",
+        action="append",
+        dest="queues",
+        type=parse_queue,
+        metavar="NAME[=WEIGHT]",
+        help=f"queue to serve, with a weight from 1 to {MAX_WEIGHT} (default 1); repeatable; default DEFAULT",
+    )
+    p.add_argument("--strict", action="store_true", help="strict priority: serve queues in the order given")
     p.add_argument("--prefetch", type=int, default=-1, help="tasks held ready beyond --procs (default: adaptive)")
     p.add_argument("--shutdown-timeout", type=float, default=8.0, help="seconds running tasks get on SIGTERM")
     p.add_argument("--retry", choices=sorted(BY_NAME), help="retry policy (default: the router's, else 10m)")
+    p.add_argument(
+        "--max-tasks-per-child", type=non_negative_int, default=0, metavar="N", help="replace a process after N tasks"
+    )
+    p.add_argument(
+        "--max-memory-per-child",
+        type=non_negative_float,
+        default=0.0,
+        metavar="MB",
+        help="replace a process whose memory (RSS) is over MB after a task; it finishes the task first",
+    )
     p.add_argument("-v", "--verbose", action="store_true")
-    args = p.parse_args(argv)
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> WorkerConfig:
+    """The WorkerConfig the parsed arguments describe; ConfigError if they do not fit together."""
+    queues: list[tuple[str, int]] = args.queues or [("DEFAULT", 1)]
+    extra: dict[str, Any] = {"broker": args.broker} if args.broker else {}
+    return WorkerConfig(
+        procs=args.procs,
+        queues=tuple(name for name, _ in queues),
+        weights=tuple(weight for _, weight in queues),
+        strict=args.strict,
+        prefetch=args.prefetch,
+        shutdown_timeout_s=args.shutdown_timeout,
+        max_tasks_per_child=args.max_tasks_per_child,
+        max_memory_per_child_mb=args.max_memory_per_child,
+        **extra,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse, load the app, run the supervisor until a signal stops it; 2 on a configuration error."""
+    args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s ajworker[%(process)d] %(levelname)s %(message)s",
     )
     try:
-        config = WorkerConfig(
-            procs=args.procs,
-            queues=tuple(args.queues or ["DEFAULT"]),
-            prefetch=args.prefetch,
-            shutdown_timeout_s=args.shutdown_timeout,
-            **({"broker": args.broker} if args.broker else {}),
-        )
+        config = config_from_args(args)
         router = load_router(args.app)
         from worker.supervisor import Supervisor
 

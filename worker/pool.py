@@ -1,7 +1,9 @@
 """The process pool: forked children, each with a pipe, replaced when they die or are killed.
 
 We fork on purpose (not spawn): the app's handlers are imported once in the supervisor, and every
-child starts with them loaded, so a task costs no import and no process start.
+child starts with them loaded, so a task costs no import and no process start. A child is retired
+(and replaced) after `max_tasks` tasks or when its RSS is over `max_memory_mb`, checked between tasks:
+a leaky handler costs a fork now and then, never the worker.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 import msgpack
+import psutil  # type: ignore[import-untyped]
 
 from worker.child import child_main
 from worker.router import Router
@@ -27,30 +30,60 @@ PR_SET_PDEATHSIG = 1
 
 @dataclass(eq=False)
 class Child:
+    """One forked process, its pipe, and the task it runs (None when idle)."""
+
     pid: int
     conn: Connection
     task: dict[str, Any] | None = None  # the delivery it is running
     deadline: float | None = None  # monotonic: killed if still running then
     started: float = 0.0  # monotonic, when the current task was handed over
+    done: int = 0  # tasks it has reported an outcome for
+    error_handled: bool = False  # the error handler ran in the child for the current try
+    probe: Any = None  # psutil.Process, made on first use
 
     @property
     def fd(self) -> int:
+        """The pipe's file descriptor: the key in Pool.children and in the poller."""
         return self.conn.fileno()
+
+
+@dataclass(frozen=True, slots=True)
+class Extend:
+    """The handler called task.extend(seconds) for the lease `token`; the task goes on."""
+
+    seconds: float
+    token: int
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorHandlerRuns:
+    """The error handler runs in the child for the lease `token`; the task goes on until its outcome."""
+
+    token: int
+
+
+Outcome = dict[str, Any]  # {"outcome": ..., "result"?, "error"?}: ends the task
+ChildMessage = Outcome | Extend | ErrorHandlerRuns
 
 
 class Pool:
     """`size` children; the supervisor assigns tasks to idle ones and reads their outcomes."""
 
-    def __init__(self, size: int, router: Router) -> None:
+    def __init__(self, size: int, router: Router, max_tasks: int = 0, max_memory_mb: float = 0.0) -> None:
         self.size = size
         self.router = router
+        self.max_tasks = max_tasks  # 0: no limit
+        self.max_memory_mb = max_memory_mb  # 0: no limit
         self.children: dict[int, Child] = {}  # by pipe fd
+        self.retired: list[int] = []  # pids of retired children not reaped yet
 
     def start(self) -> list[Child]:
+        """Fork the missing children (all of them at start-up)."""
         gc.freeze()  # keep the parent's objects out of the children's GC: fewer copied pages
         return [self.spawn() for _ in range(self.size - len(self.children))]
 
     def spawn(self) -> Child:
+        """Fork one child with the app already imported; it serves its pipe until EOF."""
         parent_end, child_end = Pipe(duplex=True)
         pid = os.fork()
         if pid == 0:  # the child
@@ -67,27 +100,73 @@ class Pool:
         return child
 
     def idle(self) -> list[Child]:
+        """Children with no task."""
         return [c for c in self.children.values() if c.task is None]
 
     def busy(self) -> list[Child]:
+        """Children running a task."""
         return [c for c in self.children.values() if c.task is not None]
 
     def assign(self, child: Child, item: dict[str, Any], deadline: float) -> None:
+        """Hand `item` to an idle child; it is killed if still running at `deadline` (monotonic)."""
         child.task = item
         child.deadline = deadline
         child.started = time.monotonic()
+        child.error_handled = False
         child.conn.send_bytes(msgpack.packb(item))
 
-    def read(self, child: Child) -> dict[str, Any] | None:
-        """The child's outcome for its task, or None if its pipe closed (it died)."""
+    def read(self, child: Child) -> ChildMessage | None:
+        """The child's next message (an outcome ends its task), or None if its pipe closed (it died)."""
         try:
             data = child.conn.recv_bytes()
         except (EOFError, OSError):
             return None
-        outcome: dict[str, Any] = msgpack.unpackb(data, raw=False)
-        return outcome
+        msg: dict[str, Any] = msgpack.unpackb(data, raw=False)
+        if "extend" in msg:
+            return Extend(float(msg["extend"]), int(msg["token"]))
+        if "on_error" in msg:
+            return ErrorHandlerRuns(int(msg["on_error"]))
+        return msg
+
+    def worn_out(self, child: Child) -> str | None:
+        """Why an idle child should be replaced (its task count, its memory), or None to keep it."""
+        if self.max_tasks and child.done >= self.max_tasks:
+            return f"it ran {child.done} tasks (--max-tasks-per-child {self.max_tasks})"
+        if self.max_memory_mb:
+            rss_mb = self.rss_mb(child)
+            if rss_mb > self.max_memory_mb:
+                return f"its memory is {rss_mb:.0f} MB (--max-memory-per-child {self.max_memory_mb:g})"
+        return None
+
+    def rss_mb(self, child: Child) -> float:
+        """The child's resident memory in MiB; 0 if it is gone."""
+        try:
+            if child.probe is None:
+                child.probe = psutil.Process(child.pid)
+            return float(child.probe.memory_info().rss) / 2**20
+        except psutil.Error:
+            return 0.0
+
+    def retire(self, child: Child) -> None:
+        """Close an idle child's pipe (it exits on EOF) and forget it; reap_retired collects it later."""
+        self.children.pop(child.fd, None)
+        child.conn.close()
+        self.retired.append(child.pid)
+
+    def reap_retired(self) -> None:
+        """Collect retired children that have exited, without blocking."""
+        left = []
+        for pid in self.retired:
+            try:
+                done, _ = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                continue
+            if done == 0:
+                left.append(pid)
+        self.retired = left
 
     def kill(self, child: Child) -> None:
+        """SIGKILL a child (a hard timeout, a cancel, the shutdown timeout); reap it next."""
         with contextlib.suppress(ProcessLookupError):
             os.kill(child.pid, signal.SIGKILL)
 
@@ -105,14 +184,18 @@ class Pool:
         """Close every pipe (idle children exit on EOF), kill what is left, reap them all."""
         for child in list(self.children.values()):
             child.conn.close()
-        for child in list(self.children.values()):
-            self.kill(child)
+        pids = [child.pid for child in self.children.values()] + self.retired
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
             with contextlib.suppress(ChildProcessError):
-                os.waitpid(child.pid, 0)
+                os.waitpid(pid, 0)
         self.children.clear()
+        self.retired.clear()
 
 
 def describe_exit(status: int) -> str:
+    """How a process ended, from its wait status, for an error message."""
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
         try:

@@ -1,0 +1,81 @@
+"""Outcomes on their way to the broker, and the rules for the failures the supervisor itself sees.
+
+A child reports the outcome of a try it finished (and runs the error handler there). When it cannot
+(it died, the hard timeout killed it, the lease ran out before it started) the supervisor builds the
+`fail` outcome here and runs the router's error handler itself, unless the child already ran it for
+that try, so the handler runs at most once per failed try.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from worker.errors import WorkerError
+from worker.retry import RetryPolicyProvider
+from worker.router import Router
+from worker.task import task_from_item
+
+log = logging.getLogger("ajq.worker")
+
+CANCELLED = "cancelled"  # the error text of a task ended by a cancel
+
+
+class Outcomes:
+    """The RESULTS items not sent yet (`pending`), built from deliveries and what became of them."""
+
+    def __init__(self, router: Router, retry: RetryPolicyProvider) -> None:
+        self.router = router
+        self.retry = retry
+        self.pending: list[dict[str, Any]] = []
+
+    def from_child(self, item: dict[str, Any], outcome: dict[str, Any]) -> None:
+        """A child's outcome for `item`, fenced with its lease and given the retry delay if it failed."""
+        outcome["id"], outcome["token"] = item["id"], item["token"]
+        if outcome["outcome"] == "fail":
+            outcome["retry_in_s"] = self.retry_delay(item)
+        self.pending.append(outcome)
+
+    def failed(self, item: dict[str, Any], error: WorkerError, *, handled: bool) -> None:
+        """A failed try the child could not report; `handled`: the child already ran the error handler."""
+        log.warning("task %s (%s): %s", item["id"], item["type"], error)
+        if not handled:
+            self._error_handler(item, error)
+        self.pending.append(
+            {
+                "id": item["id"],
+                "token": item["token"],
+                "outcome": "fail",
+                "error": str(error),
+                "retry_in_s": self.retry_delay(item),
+            }
+        )
+
+    def cancelled(self, item: dict[str, Any]) -> None:
+        """The broker cancelled this lease: the task ends, terminated, with no more tries."""
+        log.info("task %s (%s): cancelled", item["id"], item["type"])
+        self.pending.append({"id": item["id"], "token": item["token"], "outcome": "terminate", "error": CANCELLED})
+
+    def take(self) -> list[dict[str, Any]]:
+        """Every pending item, emptying the list (for one flush)."""
+        items, self.pending = self.pending, []
+        return items
+
+    def retry_delay(self, item: dict[str, Any]) -> float:
+        """Seconds before the next try, from the retry policy; 0 if the policy fails."""
+        try:
+            return max(0.0, float(self.retry.delay(item["tries"])))
+        except Exception:  # a user's policy must not break the worker
+            log.exception("retry policy failed; retrying at once")
+            return 0.0
+
+    def _error_handler(self, item: dict[str, Any], error: WorkerError) -> None:
+        """Run the router's error handler here, with a Task rebuilt from the delivery item."""
+        if not self.router.has_error_handler:
+            return
+        try:
+            task = task_from_item(item)
+        except Exception:  # an undecodable payload: the handler cannot be given a Task
+            log.exception("task %s: cannot build its Task for the error handler", item["id"])
+            return
+        self.router.report_error(task, error)
