@@ -1,0 +1,97 @@
+"""Queue priority and worker liveness with real processes: weighted and strict shares, a lost
+worker's tasks going back at once, and a worker that outlives a broker restart."""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from client import Client
+from tests.harness import BrokerHandle, Proc, events, start_worker, wait_for
+
+APP = "tests.apps.basic:router"
+
+
+def complete(c: Client, queue: str) -> int:
+    return c.queue_info(queue).counts.get("complete", 0)
+
+
+@pytest.mark.timeout(120)
+def test_weighted_queues_share_by_weight(broker: BrokerHandle, tmp_path: Path, procs: list[Proc]) -> None:
+    # Given 1,000 tasks in each of three queues, When a worker weighs them 6/3/1,
+    c = broker.client()
+    for q in ("critical", "default", "low"):
+        c.submit_many([("echo", i) for i in range(1000)], queue=q)
+    weighted = ("critical=6", "default=3", "low=1")
+    procs.append(start_worker(broker, tmp_path, APP, procs=2, queues=weighted))
+    # Then over the first 1,000 tasks done, they get 60/30/10 % within a few percent.
+    wait_for(lambda: sum(complete(c, q) for q in ("critical", "default", "low")) >= 1000, 60, "1,000 tasks")
+    done = {q: complete(c, q) for q in ("critical", "default", "low")}
+    total = sum(done.values())
+    shares = {q: round(100 * n / total, 1) for q, n in done.items()}
+    print(f"weighted 6/3/1 over {total} tasks: {shares}")
+    assert abs(shares["critical"] - 60) <= 3 and abs(shares["default"] - 30) <= 3 and abs(shares["low"] - 10) <= 3
+
+
+@pytest.mark.timeout(120)
+def test_strict_priority_serves_a_lower_queue_only_when_higher_is_empty(
+    broker: BrokerHandle, tmp_path: Path, procs: list[Proc]
+) -> None:
+    # (A queue at its max_concurrent counts as unavailable, like a paused one: lift it here.)
+    c = broker.client()
+    for q in ("high", "low"):
+        c.configure_queue(q, max_concurrent=1000)
+    high = c.submit_many([("echo", i) for i in range(200)], queue="high")
+    low = c.submit_many([("echo", i) for i in range(200)], queue="low")
+    procs.append(start_worker(broker, tmp_path, APP, procs=2, queues=("high", "low"), extra=["--strict"]))
+    wait_for(lambda: complete(c, "low") == 200, 60, "all tasks")
+    last_high = max(c.get(i).started_at for i in high[-20:])  # type: ignore[type-var]
+    first_low = min(c.get(i).started_at for i in low[:20])  # type: ignore[type-var]
+    assert first_low >= last_high
+
+
+@pytest.mark.timeout(60)
+def test_a_lost_worker_hands_its_tasks_back_at_once(broker: BrokerHandle, tmp_path: Path, procs: list[Proc]) -> None:
+    # Given a task running on worker A (max_run_time 1 h) and an idle worker B.
+    c = broker.client()
+    c.configure_queue("Q", max_run_time=3600)
+    a = start_worker(broker, tmp_path, APP, queues=("Q",))
+    procs.append(a)
+    t = c.submit("sleep", {"s": 2, "only_try": 1}, queue="Q")
+    wait_for(lambda: len(events(tmp_path)) == 1, 10, "the task to start on A")
+    procs.append(start_worker(broker, tmp_path, APP, queues=("Q",)))
+    # When A falls silent (stopped: no heartbeats),
+    lost_at = time.time()
+    a.signal(signal.SIGSTOP)
+    # Then after 3 missed heartbeats (0.6 s here), not the 1 h lease, B runs the task.
+    info = c.wait(t.id, timeout=20)
+    recovery = info.started_at.timestamp() - lost_at  # type: ignore[union-attr]
+    print(f"lost worker: task running again {recovery * 1000:.0f} ms after its worker went silent")
+    assert (info.state, info.tries) == ("complete", 2) and recovery < 5
+    # And when A wakes up and reports its late outcome, it is refused: the task stays as B left it.
+    a.signal(signal.SIGCONT)
+    wait_for(lambda: sum(1 for e in events(tmp_path) if e[0] == "end") == 2, 10, "A to finish its task")
+    wait_for(lambda: any(w.pid == a.pid for w in c.workers()), 10, "A to register again")
+    again = c.get(t.id)
+    assert (again.state, again.tries, again.worker) == ("complete", 2, info.worker)
+
+
+@pytest.mark.timeout(60)
+def test_a_worker_keeps_its_results_across_a_broker_restart(
+    broker: BrokerHandle, tmp_path: Path, procs: list[Proc]
+) -> None:
+    # Given a task running on a worker.
+    c = broker.client()
+    procs.append(start_worker(broker, tmp_path, APP))
+    t = c.submit("sleep", {"s": 1.0})
+    wait_for(lambda: len(events(tmp_path)) == 1, 10, "the task to start")
+    # When the broker is SIGKILLed and restarted while the task runs,
+    broker.restart()
+    # Then the worker reconnects and reports: the task completes on its first try, run once.
+    info = broker.client().wait(t.id, timeout=30)
+    starts = sum(1 for e in events(tmp_path) if e[0] == "start")
+    print(f"broker restart mid-task: state={info.state} tries={info.tries} runs={starts}")
+    assert (info.state, info.tries, starts) == ("complete", 1, 1)
