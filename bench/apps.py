@@ -35,3 +35,11 @@ def spin_task(task: Task) -> dict[str, float]:
     t0 = time.process_time()
     spin(int(task.payload["n"]))
     return {"cpu_s": time.process_time() - t0}
+
+
+@router.handler("hold")
+def hold(task: Task) -> str:
+    """Sleep payload['s'] seconds on the first try only: a task for a worker to be lost with."""
+    if task.tries == 1:
+        time.sleep(float(task.payload["s"]))
+    return f"done on try {task.tries}"

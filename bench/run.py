@@ -18,6 +18,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from bench import flow
 from bench.apps import spin
 from bench.procs import ROOT, Cluster, LoadMeter, poll_until
 from bench.report import LOAD, Metric, Results, Run, Spec, Target, machine_info, percentile, table, write_json
@@ -59,6 +60,15 @@ SPECS = [
     Spec("cpu", "cpu_wall_s", "wall time, whole batch", "s"),
     Spec("cpu", "cpu_task_ms", "task CPU time, calibrated here", "ms"),
     Spec("cpu", "cpu_task_worker_ms", "task CPU time in the worker (p50)", "ms"),
+    Spec("weighted", "share_critical", "share of queue weighted 6 (of 6/3/1)", "%", Target(">=", 57.0)),
+    Spec("weighted", "share_default", "share of queue weighted 3", "%"),
+    Spec("weighted", "share_low", "share of queue weighted 1", "%"),
+    Spec("weighted", "share_off", "largest distance from 60/30/10", "points", Target("<=", 3.0)),
+    Spec("delayed", "delayed_p50", "delayed task: start after its time, p50", "ms"),
+    Spec("delayed", "delayed_p99", "delayed task: start after its time, p99", "ms", Target("<=", 10.0)),
+    Spec("chain", "chain_total_ms", "dependency chain, first start to last end", "ms"),
+    Spec("chain", "chain_link_ms", "dependency chain, per link", "ms"),
+    Spec("lost", "lost_recovery_s", "worker SIGKILLed: its task runs again after", "s", Target("<=", 5.0)),
 ]
 
 
@@ -215,7 +225,16 @@ BENCHES: dict[str, Callable[[Sizes], Run]] = {
     "drain": bench_drain,
     "latency": bench_latency,
     "cpu": bench_cpu,
+    "weighted": lambda s: flow.bench_weighted(flow_sizes(s)),
+    "delayed": lambda s: flow.bench_delayed(flow_sizes(s)),
+    "chain": lambda s: flow.bench_chain(flow_sizes(s)),
+    "lost": lambda s: flow.bench_lost(flow_sizes(s)),
 }
+
+
+def flow_sizes(sizes: Sizes) -> flow.FlowSizes:
+    """Issue 3's benchmarks are smaller in a quick run, like the others."""
+    return flow.FLOW_QUICK if sizes == QUICK else flow.FLOW_FULL
 
 
 # -- running and reporting --------------------------------------------------------------------

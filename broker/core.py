@@ -135,9 +135,7 @@ class Broker:
     def tick(self, now: Now) -> None:
         """Timers: lost workers, expired leases, timed-out waits, due tasks, schedules, retention."""
         for lost in self.workers.lost(now.mono, 3 * self.config.heartbeat_s):
-            log.warning("worker %s on %s went silent for 3 heartbeats: its tasks go back", lost.worker_id, lost.host)
-            for lease in self.leases.of_worker(lost.ident):
-                lifecycle.fail(self, lease, f"worker {lost.worker_id} on {lost.host} was lost (no heartbeat)", 0, now)
+            self._hand_back(lost.ident, f"worker {lost.worker_id} on {lost.host} was lost (no heartbeat)", now)
         for lease in self.leases.due(now.mono):
             run_time = self.queues[lease.queue].max_run_time_s if lease.queue in self.queues else 0
             worker = lease.worker.decode(errors="replace")
@@ -250,20 +248,29 @@ class Broker:
         return self._outgoing(now)
 
     def undeliverable(self, out: Outgoing) -> None:
-        """A peer we could not send to: forget it as a worker; hand back tasks it never got."""
-        if self.workers.remove(out.ident) is not None:
-            log.warning("worker %r is unreachable: dropped", out.ident)
-        if out.task_ids:
-            self.unsent.append((out.ident, out.task_ids))
+        """A peer we could not send to (its connection is gone): settled at the next step."""
+        self.unsent.append((out.ident, out.task_ids or []))
 
     def _hand_back_unsent(self, now: Now) -> None:
-        """Deliveries that never left: release their leases, so they cost no try."""
+        """Deliveries that never left are released (no try used); a worker we can no longer reach
+        is dropped and the tasks it was running go back at once, as for a lost worker."""
         for ident, task_ids in self.unsent:
             for task_id in task_ids:
                 lease = self.leases.get(task_id)
                 if lease is not None and lease.worker == ident:
                     lifecycle.release(self, lease, now)
+            worker = self.workers.remove(ident)
+            if worker is not None:
+                self._hand_back(ident, f"worker {worker.worker_id} on {worker.host} is unreachable", now)
         self.unsent = []
+
+    def _hand_back(self, ident: bytes, why: str, now: Now) -> None:
+        """A worker is gone: each of its tasks has failed a try and goes back at once."""
+        self.workers.remove(ident)
+        leases = self.leases.of_worker(ident)
+        log.warning("%s: %d of its tasks go back", why, len(leases))
+        for lease in leases:
+            lifecycle.fail(self, lease, why, 0.0, now)
 
 
 @dataclass(frozen=True, slots=True)

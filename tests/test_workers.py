@@ -54,6 +54,25 @@ def test_strict_priority_serves_a_lower_queue_only_when_higher_is_empty(
 
 
 @pytest.mark.timeout(60)
+def test_a_killed_worker_hands_its_tasks_back_at_once(broker: BrokerHandle, tmp_path: Path, procs: list[Proc]) -> None:
+    # Given a task running on worker A with a 1 h lease, and an idle worker B.
+    c = broker.client()
+    c.configure_queue("Q", max_run_time=3600)
+    a = start_worker(broker, tmp_path, APP, queues=("Q",))
+    procs.append(a)
+    t = c.submit("sleep", {"s": 30, "only_try": 1}, queue="Q")
+    wait_for(lambda: len(events(tmp_path)) == 1, 10, "the task to start on A")
+    procs.append(start_worker(broker, tmp_path, APP, queues=("Q",)))
+    # When A is SIGKILLed (its connection closes), Then B runs the task well before the lease ends.
+    killed_at = time.time()
+    a.kill()
+    info = c.wait(t.id, timeout=20)
+    recovery = info.started_at.timestamp() - killed_at  # type: ignore[union-attr]
+    print(f"killed worker: task running again {recovery * 1000:.0f} ms later")
+    assert (info.state, info.tries) == ("complete", 2) and recovery < 5
+
+
+@pytest.mark.timeout(60)
 def test_a_lost_worker_hands_its_tasks_back_at_once(broker: BrokerHandle, tmp_path: Path, procs: list[Proc]) -> None:
     # Given a task running on worker A (max_run_time 1 h) and an idle worker B.
     c = broker.client()
