@@ -26,6 +26,14 @@ class TaskSQL:
             ),
         )  # fmt: skip
 
+    def insert_plain(self, queue: str, tasks: list[tuple[str, str, bytes, float | None]], now: float) -> None:
+        """The common case, kept narrow for speed: (id, type, payload, deadline), state new."""
+        self.db.executemany(
+            "INSERT INTO tasks (id, queue, type, payload, state, created_at, ready_at, deadline) "
+            "VALUES (?, ?, ?, ?, 'new', ?, ?, ?)",
+            [(tid, queue, ttype, payload, now, now, deadline) for tid, ttype, payload, deadline in tasks],
+        )
+
     def get_task(self, task_id: str) -> TaskRow | None:
         row = self.db.execute(f"SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?", (task_id,)).fetchone()
         return TaskRow(*row) if row else None
