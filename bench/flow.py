@@ -20,10 +20,11 @@ class FlowSizes:
     delayed: int = 50  # delayed tasks, one at a time
     delay_s: float = 0.1
     chain: int = 100  # links
+    cancels: int = 20  # running tasks cancelled, one at a time
 
 
 FLOW_FULL = FlowSizes()
-FLOW_QUICK = FlowSizes(weighted=300, delayed=10, chain=20)
+FLOW_QUICK = FlowSizes(weighted=300, delayed=10, chain=20, cancels=5)
 
 
 def bench_weighted(sizes: FlowSizes) -> Run:
@@ -109,3 +110,23 @@ def bench_lost(sizes: FlowSizes) -> Run:
     if info.state != "complete" or info.started_at is None:
         raise RuntimeError(f"the task ended {info.state}: {info.last_error}")
     return {"lost_recovery_s": info.started_at.timestamp() - lost_at}
+
+
+def bench_cancel(sizes: FlowSizes) -> Run:
+    """A running task cancelled: ms from the request until the client sees it terminated."""
+    q = "bench-cancel"
+    with Cluster() as cluster, cluster.client() as c:
+        c.configure_queue(q)
+        cluster.wait_registered(c, q, cluster.start_worker(q, 2))
+        samples = [_cancel_ms(c, q) for _ in range(sizes.cancels)]
+    return {"cancel_p50": percentile(samples, 50), "cancel_max": max(samples)}
+
+
+def _cancel_ms(c: Client, queue: str) -> float:
+    t = c.submit("hold", {"s": 3600}, queue=queue)
+    poll_until(lambda: c.get(t.id).state == "active", 10, "the task to start", 0.002)
+    started = time.perf_counter()
+    info = c.cancel(t.id, wait=10)
+    if info.state != "terminated":
+        raise RuntimeError(f"cancelled task ended {info.state}")
+    return (time.perf_counter() - started) * 1000

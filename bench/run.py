@@ -69,6 +69,8 @@ SPECS = [
     Spec("chain", "chain_total_ms", "dependency chain, first start to last end", "ms"),
     Spec("chain", "chain_link_ms", "dependency chain, per link", "ms"),
     Spec("lost", "lost_recovery_s", "worker SIGKILLed: its task runs again after", "s", Target("<=", 5.0)),
+    Spec("cancel", "cancel_p50", "running task cancelled: terminated after, p50", "ms", Target("<=", 100.0)),
+    Spec("cancel", "cancel_max", "running task cancelled: terminated after, max", "ms"),
 ]
 
 
@@ -229,6 +231,7 @@ BENCHES: dict[str, Callable[[Sizes], Run]] = {
     "delayed": lambda s: flow.bench_delayed(flow_sizes(s)),
     "chain": lambda s: flow.bench_chain(flow_sizes(s)),
     "lost": lambda s: flow.bench_lost(flow_sizes(s)),
+    "cancel": lambda s: flow.bench_cancel(flow_sizes(s)),
 }
 
 

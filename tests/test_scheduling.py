@@ -213,3 +213,11 @@ def test_every_state_change_is_published(c: Client, worker: Proc) -> None:
     finally:
         sub.close(0)
         ctx.term()
+
+
+def test_load_results_hands_parents_results_to_the_handler(c: Client, worker: Proc) -> None:
+    a = c.submit("echo", {"a": 1})
+    b = c.submit("echo", [2, 3])
+    child = c.submit("parents", None, depends_on=[a.id, b.id], load_results=True)
+    info = c.wait(child.id, timeout=20)
+    assert info.result == {a.id: {"a": 1}, b.id: [2, 3]}

@@ -114,3 +114,18 @@ def test_a_worker_keeps_its_results_across_a_broker_restart(
     starts = sum(1 for e in events(tmp_path) if e[0] == "start")
     print(f"broker restart mid-task: state={info.state} tries={info.tries} runs={starts}")
     assert (info.state, info.tries, starts) == ("complete", 1, 1)
+
+
+@pytest.mark.timeout(120)
+def test_a_paused_queue_gives_its_share_to_the_others(broker: BrokerHandle, tmp_path: Path, procs: list[Proc]) -> None:
+    # Given queues weighted 6/3/1 with the heaviest paused, Then the other two share 3:1.
+    c = broker.client()
+    for q in ("critical", "default", "low"):
+        c.submit_many([("echo", i) for i in range(1000)], queue=q)
+    c.pause_queue("critical")
+    procs.append(start_worker(broker, tmp_path, APP, procs=2, queues=("critical=6", "default=3", "low=1")))
+    wait_for(lambda: complete(c, "default") + complete(c, "low") >= 800, 60, "800 tasks")
+    done = {q: complete(c, q) for q in ("critical", "default", "low")}
+    share_default = 100 * done["default"] / (done["default"] + done["low"])
+    print(f"critical paused: {done}, default's share {share_default:.1f} % (75 expected)")
+    assert done["critical"] == 0 and abs(share_default - 75) <= 3

@@ -82,3 +82,9 @@ def die(task: Task) -> str:
 @router.handler("exit")
 def exit_now(task: Task) -> None:
     os._exit(3)
+
+
+@router.handler("parents")
+def parents(task: Task) -> Any:
+    """Return what the handler was given of its parents' results."""
+    return task.dependency_results
