@@ -67,3 +67,20 @@ def test_cgroup_quota_is_read_from_v1_files(tmp_path: Path) -> None:
     (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("-1\n")
     assert cgroup_quota(tmp_path) is None
     assert 1 <= available_cpus() <= 4096
+
+
+def test_supervisor_resends_outcomes_only_when_the_broker_could_not_write() -> None:
+    # Given a supervisor (not started: no processes) with two batches awaiting the broker's answer.
+    from protocol import ErrorCode, Kind
+    from worker.config import WorkerConfig
+    from worker.retry import RETRY_DEFAULT
+    from worker.supervisor import Supervisor
+
+    sup = Supervisor(WorkerConfig(), Router(), RETRY_DEFAULT)
+    item = {"id": "t", "token": 1, "outcome": "complete"}
+    sup.unacked = {1: (Kind.RESULTS, [item]), 2: (Kind.RESULTS, [item])}
+    # When one is refused with INTERNAL and the other with BAD_FIELD,
+    sup._on_error(1, {"code": int(ErrorCode.INTERNAL), "message": "disk full"})
+    sup._on_error(2, {"code": int(ErrorCode.BAD_FIELD), "message": "bad"})
+    # Then only the first is queued to be sent again, and neither waits any more.
+    assert sup.outcomes.pending == [item] and sup.unacked == {}

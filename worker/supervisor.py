@@ -198,8 +198,11 @@ class Supervisor:
             return
         elif corr in self.unacked:
             kind, items = self.unacked.pop(corr)
-            log.error("broker could not take %d outcomes (%s): will resend", len(items), body.get("message"))
-            self._requeue(kind, items)
+            if code == ErrorCode.INTERNAL:  # the broker could not write: nothing applied, send again
+                log.error("broker could not take %d outcomes (%s): will resend", len(items), body.get("message"))
+                self._requeue(kind, items)
+            else:  # refused for good: sending the same thing again cannot help
+                log.error("broker refused %d outcomes for good: %s", len(items), body.get("message"))
         else:
             log.error("broker error: %s", body.get("message"))
 
