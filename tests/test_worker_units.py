@@ -78,9 +78,9 @@ def test_supervisor_resends_outcomes_only_when_the_broker_could_not_write() -> N
 
     sup = Supervisor(WorkerConfig(), Router(), RETRY_DEFAULT)
     item = {"id": "t", "token": 1, "outcome": "complete"}
-    sup.unacked = {1: (Kind.RESULTS, [item]), 2: (Kind.RESULTS, [item])}
+    sup.link.unacked = {1: (Kind.RESULTS, [item]), 2: (Kind.RESULTS, [item])}
     # When one is refused with INTERNAL and the other with BAD_FIELD,
     sup._on_error(1, {"code": int(ErrorCode.INTERNAL), "message": "disk full"})
     sup._on_error(2, {"code": int(ErrorCode.BAD_FIELD), "message": "bad"})
     # Then only the first is queued to be sent again, and neither waits any more.
-    assert sup.outcomes.pending == [item] and sup.unacked == {}
+    assert sup.outcomes.pending == [item] and sup.link.unacked == {}

@@ -9,7 +9,6 @@ reports outcomes in batches. Signal handlers only set flags; the loop acts.
 from __future__ import annotations
 
 import contextlib
-import itertools
 import logging
 import os
 import signal
@@ -21,11 +20,12 @@ from typing import Any
 
 import zmq
 
-from protocol import ErrorCode, Kind, ProtocolError, decode, encode
+from protocol import ErrorCode, Kind
 from worker.config import WorkerConfig
 from worker.credit import Prefetch, batches
 from worker.errors import ChildDied, HardTimeout, LeaseRanOut
 from worker.extensions import Extensions
+from worker.link import BrokerLink
 from worker.outcomes import Outcomes
 from worker.pool import Child, ErrorHandlerRuns, Extend, Pool
 from worker.retry import RetryPolicyProvider
@@ -52,17 +52,10 @@ class Supervisor:
         self.worker_id = f"{socket.gethostname()}-{os.getpid()}-{os.urandom(3).hex()}"
         self.mode = Mode.RUNNING
         self.buffer: deque[tuple[dict[str, Any], float]] = deque()  # (delivery, deadline) not started yet
-        self.unacked: dict[int, tuple[Kind, list[dict[str, Any]]]] = {}  # corr -> what awaits a REPLY
+        self.link = BrokerLink(config, self.worker_id)
         self.extensions = Extensions()  # EXTENDs awaiting the broker's answer
         self.outstanding = 0  # credit granted to the broker and not yet used by a delivery
         self.prefetch = Prefetch(config.procs, config.prefetch)
-        self.registered = False
-        self.heartbeat_s = config.heartbeat_s
-        self._corr = itertools.count(1)
-        self._hello_corr = 0
-        self._next_hello = 0.0
-        self._next_beat = 0.0
-        self._last_heard = time.monotonic()
         self._stop_deadline: float | None = None
         self._signals: list[int] = []
         self._wake_r, self._wake_w = socket.socketpair()
@@ -85,11 +78,7 @@ class Supervisor:
     def run(self) -> None:
         """Fork the pool (before any ZeroMQ context exists), connect, loop until stopped."""
         self.pool.start()
-        self.ctx = zmq.Context()
-        self.sock = self.ctx.socket(zmq.DEALER)
-        self.sock.setsockopt(zmq.ROUTING_ID, self.worker_id.encode())
-        self.sock.setsockopt(zmq.LINGER, 0)
-        self.sock.connect(self.config.broker)
+        self.sock = self.link.connect()
         self.poller = zmq.Poller()
         self.poller.register(self.sock, zmq.POLLIN)
         self.poller.register(self._wake_r.fileno(), zmq.POLLIN)
@@ -102,8 +91,7 @@ class Supervisor:
             self._leave()
         finally:
             self.pool.stop()
-            self.sock.close(0)
-            self.ctx.term()
+            self.link.close()
 
     # -- the loop -----------------------------------------------------------------------------
 
@@ -121,16 +109,12 @@ class Supervisor:
         self.pool.reap_retired()
         self._enforce_deadlines(now)
         self._start_tasks(now)
-        self._keep_in_touch(now)
+        self.link.keep_in_touch(now, may_register=self.mode is not Mode.STOPPING)
         self._flush()
 
     def _timeout_ms(self, now: float) -> int:
         """Until the next timer: a heartbeat (or HELLO), a child's deadline, the shutdown deadline."""
-        times = [now + self.heartbeat_s]
-        if self.registered:
-            times.append(self._next_beat)
-        elif self.mode is not Mode.STOPPING:
-            times.append(self._next_hello)
+        times = [self.link.next_timer(now, may_register=self.mode is not Mode.STOPPING)]
         times += [c.deadline for c in self.pool.children.values() if c.deadline is not None]
         if self._stop_deadline is not None and self.pool.busy():
             times.append(self._stop_deadline)
@@ -144,17 +128,7 @@ class Supervisor:
 
     def _read_broker(self, now: float) -> None:
         """Act on every message waiting on the socket (deliveries, replies, errors, cancels)."""
-        while True:
-            try:
-                frames = self.sock.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            self._last_heard = now
-            try:
-                frame = decode(frames)
-            except ProtocolError as exc:
-                log.error("unreadable message from the broker, ignored: %s", exc)
-                continue
+        for frame in self.link.receive(now):
             if frame.kind is Kind.DELIVER:
                 self._accept(frame.body["tasks"], now)
             elif frame.kind is Kind.REPLY:
@@ -176,13 +150,13 @@ class Supervisor:
 
     def _on_reply(self, corr: int, data: Any) -> None:
         """The welcome, an answer to RESULTS/RELEASE (log refusals) or to an EXTEND."""
-        if corr == self._hello_corr:
+        if corr == self.link.hello_corr:
             self._welcome(data)
             return
         if corr in self.extensions.waiting:
             self.extensions.granted(corr, data, self.pool.busy())
             return
-        sent = self.unacked.pop(corr, None)
+        sent = self.link.unacked.pop(corr, None)
         if sent is not None:
             for task_id, _code, message in data["refused"]:
                 log.warning("broker refused the outcome of task %s: %s", task_id, message)
@@ -192,12 +166,11 @@ class Supervisor:
         code = body.get("code")
         extension = self.extensions.refused(corr, body.get("message"))
         if code == ErrorCode.NOT_REGISTERED:
-            self.registered = False
-            self._next_hello = 0.0
+            self.link.forget_registration()
         elif extension:
             return
-        elif corr in self.unacked:
-            kind, items = self.unacked.pop(corr)
+        elif corr in self.link.unacked:
+            kind, items = self.link.unacked.pop(corr)
             if code == ErrorCode.INTERNAL:  # the broker could not write: nothing applied, send again
                 log.error("broker could not take %d outcomes (%s): will resend", len(items), body.get("message"))
                 self._requeue(kind, items)
@@ -208,12 +181,8 @@ class Supervisor:
 
     def _welcome(self, data: dict[str, Any]) -> None:
         """Registered: adopt the heartbeat, resend what was not acknowledged, start from zero credit."""
-        self.registered = True
-        self.heartbeat_s = float(data["heartbeat_s"])
-        log.info("registered with the broker at %s", self.config.broker)
-        for kind, items in list(self.unacked.values()):
-            self._requeue(kind, items)  # the broker may have missed them: fenced, so resending is safe
-        self.unacked.clear()
+        for kind, items in self.link.welcome(data):
+            self._requeue(kind, items)
         self.extensions.waiting.clear()  # their answers will not come: the next task.extend renews the lease
         self.outstanding = 0  # a new registration starts with no credit
 
@@ -265,10 +234,10 @@ class Supervisor:
 
     def _extend(self, child: Child, msg: Extend, now: float) -> None:
         """task.extend: move the child's hard timeout now and renew the lease with the broker."""
-        corr = next(self._corr)
+        corr = self.link.next_corr()
         body = self.extensions.request(child, msg, corr, now)
         if body is not None:
-            self._send(Kind.EXTEND, body, corr)
+            self.link.send(Kind.EXTEND, body, corr)
 
     def _cancel(self, body: dict[str, Any]) -> None:
         """CANCEL {id, token}: drop the lease if buffered, SIGKILL its child if running; else ignore."""
@@ -330,17 +299,9 @@ class Supervisor:
 
     # -- to the broker ------------------------------------------------------------------------
 
-    def _send(self, kind: Kind, body: dict[str, Any], corr: int = 0) -> bool:
-        """Send without blocking; False if the socket's queue is full (the message is dropped)."""
-        try:
-            self.sock.send(encode(kind, corr, body), zmq.NOBLOCK)
-            return True
-        except zmq.Again:
-            return False
-
     def _credit_due(self) -> int:
         """Slots to grant now: capacity less what we hold and what the broker may still send."""
-        if not self.registered or self.mode is not Mode.RUNNING:
+        if not self.link.registered or self.mode is not Mode.RUNNING:
             return 0
         held = len(self.pool.busy()) + len(self.buffer)
         return max(0, self.config.procs + self.prefetch.depth() - held - self.outstanding)
@@ -349,52 +310,22 @@ class Supervisor:
         """Send outcomes (fenced by their tokens, so even before a welcome) with the credit due."""
         credit = self._credit_due()
         for batch in batches(self.outcomes.take()):
-            corr = next(self._corr)
-            self.unacked[corr] = (Kind.RESULTS, batch)
-            self._send(Kind.RESULTS, {"results": batch, "credit": credit}, corr)
+            self.link.send_tracked(Kind.RESULTS, {"results": batch, "credit": credit}, batch)
             self.outstanding += credit
             credit = 0
         if credit:
-            self._send(Kind.CREDIT, {"n": credit})
+            self.link.send(Kind.CREDIT, {"n": credit})
             self.outstanding += credit
 
     def _send_release(self, items: list[dict[str, Any]]) -> None:
         """RELEASE leases (no try used), remembered until the broker answers."""
-        corr = next(self._corr)
-        self.unacked[corr] = (Kind.RELEASE, items)
-        self._send(Kind.RELEASE, {"leases": items}, corr)
+        self.link.send_tracked(Kind.RELEASE, {"leases": items}, items)
 
     def _release_buffer(self) -> None:
         """Hand back tasks that were delivered but not started: they use no try."""
         if self.buffer:
             self._send_release([{"id": item["id"], "token": item["token"]} for item, _ in self.buffer])
             self.buffer.clear()
-
-    def _keep_in_touch(self, now: float) -> None:
-        """HELLO until welcomed; heartbeats; a broker silent for 3 beats gets a new HELLO."""
-        if self.registered and now - self._last_heard > 3 * self.heartbeat_s:
-            log.warning("broker silent for %.1fs: registering again", now - self._last_heard)
-            self.registered = False
-            self._next_hello = 0.0
-        if not self.registered and now >= self._next_hello and self.mode is not Mode.STOPPING:
-            self._hello_corr = next(self._corr)
-            self._send(Kind.HELLO, self._hello_body(), self._hello_corr)
-            self._next_hello = now + self.heartbeat_s
-        if self.registered and now >= self._next_beat:
-            self._send(Kind.HEARTBEAT, {})
-            self._next_beat = now + self.heartbeat_s
-
-    def _hello_body(self) -> dict[str, Any]:
-        """Who we are and what we serve: queues with their weights, strict priority or not."""
-        return {
-            "worker_id": self.worker_id,
-            "host": socket.gethostname(),
-            "pid": os.getpid(),
-            "procs": self.config.procs,
-            "queues": list(self.config.queues),
-            "weights": list(self.config.weights),
-            "strict": self.config.strict,
-        }
 
     # -- signals and shutdown -----------------------------------------------------------------
 
@@ -424,7 +355,7 @@ class Supervisor:
         if self.mode is Mode.RUNNING:
             self.mode = Mode.PAUSED
             self.outstanding = 0
-            self._send(Kind.PAUSE, {})
+            self.link.send(Kind.PAUSE, {})
         self._release_buffer()
 
     def _abandon_running(self) -> None:
@@ -442,15 +373,14 @@ class Supervisor:
     def _leave(self) -> None:
         """Wait (briefly) until the broker has taken every outcome and release, then say BYE."""
         deadline = time.monotonic() + self.config.ack_timeout_s
-        while (self.unacked or self.outcomes.pending) and time.monotonic() < deadline:
+        while (self.link.unacked or self.outcomes.pending) and time.monotonic() < deadline:
             self._flush()
             if self.sock.poll(100, zmq.POLLIN):
                 self._read_broker(time.monotonic())
-            if not self.registered:
-                self._keep_in_touch(time.monotonic())
-        if self.unacked or self.outcomes.pending:
-            log.error("broker did not confirm %d messages before exit; their tasks will run again", len(self.unacked))
-        self._send(Kind.BYE, {})
+        if self.link.unacked or self.outcomes.pending:
+            n = len(self.link.unacked)
+            log.error("broker did not confirm %d messages before exit; their tasks will run again", n)
+        self.link.send(Kind.BYE, {})
 
 
 def _timeout_text(item: dict[str, Any]) -> str:

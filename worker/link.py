@@ -1,0 +1,128 @@
+"""The supervisor's link to the broker: one DEALER socket, registration, heartbeats both ways,
+and the requests that still await an answer (Paranoid Pirate, from the zguide).
+
+HELLO is sent until the broker welcomes us, and again whenever the broker is silent for three
+heartbeats or says it does not know us. Nothing here decides what to do with a message.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import socket
+import time
+from typing import Any
+
+import zmq
+
+from protocol import Frame, Kind, ProtocolError, decode, encode
+from worker.config import WorkerConfig
+
+log = logging.getLogger("ajq.worker")
+
+Items = list[dict[str, Any]]
+
+
+class BrokerLink:
+    def __init__(self, config: WorkerConfig, worker_id: str) -> None:
+        self.config = config
+        self.worker_id = worker_id
+        self.registered = False
+        self.heartbeat_s = config.heartbeat_s  # until the welcome says otherwise
+        self.unacked: dict[int, tuple[Kind, Items]] = {}  # RESULTS and RELEASE awaiting an answer
+        self.hello_corr = 0
+        self._corr = itertools.count(1)
+        self._next_hello = 0.0
+        self._next_beat = 0.0
+        self._last_heard = time.monotonic()
+
+    def connect(self) -> zmq.Socket[bytes]:
+        """Open the socket (after the pool is forked: no child inherits a live context)."""
+        self.ctx = zmq.Context()
+        self.sock = self.ctx.socket(zmq.DEALER)
+        self.sock.setsockopt(zmq.ROUTING_ID, self.worker_id.encode())
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.connect(self.config.broker)
+        return self.sock
+
+    def close(self) -> None:
+        self.sock.close(0)
+        self.ctx.term()
+
+    def next_corr(self) -> int:
+        return next(self._corr)
+
+    def send(self, kind: Kind, body: dict[str, Any], corr: int = 0) -> bool:
+        """Send without blocking; False if the socket's queue is full (the message is dropped)."""
+        try:
+            self.sock.send(encode(kind, corr, body), zmq.NOBLOCK)
+            return True
+        except zmq.Again:
+            return False
+
+    def send_tracked(self, kind: Kind, body: dict[str, Any], items: Items) -> None:
+        """RESULTS or RELEASE: remembered until answered, and sent again after a new welcome."""
+        corr = self.next_corr()
+        self.unacked[corr] = (kind, items)
+        self.send(kind, body, corr)
+
+    def receive(self, now: float) -> list[Frame]:
+        """Every message waiting on the socket; an unreadable one is logged and dropped."""
+        frames: list[Frame] = []
+        while True:
+            try:
+                raw = self.sock.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return frames
+            self._last_heard = now
+            try:
+                frames.append(decode(raw))
+            except ProtocolError as exc:
+                log.error("unreadable message from the broker, ignored: %s", exc)
+
+    def welcome(self, data: dict[str, Any]) -> list[tuple[Kind, Items]]:
+        """Registered: adopt the broker's heartbeat; return what awaited an answer, to send again
+        (the broker may have missed it; outcomes are fenced by their tokens, so resending is safe)."""
+        self.registered = True
+        self.heartbeat_s = float(data["heartbeat_s"])
+        log.info("registered with the broker at %s", self.config.broker)
+        pending = list(self.unacked.values())
+        self.unacked.clear()
+        return pending
+
+    def forget_registration(self) -> None:
+        """The broker does not know us (it restarted, or dropped us): say HELLO again now."""
+        self.registered = False
+        self._next_hello = 0.0
+
+    def keep_in_touch(self, now: float, may_register: bool) -> None:
+        """HELLO until welcomed; heartbeats; a broker silent for 3 beats gets a new HELLO."""
+        if self.registered and now - self._last_heard > 3 * self.heartbeat_s:
+            log.warning("broker silent for %.1fs: registering again", now - self._last_heard)
+            self.forget_registration()
+        if not self.registered and may_register and now >= self._next_hello:
+            self.hello_corr = self.next_corr()
+            self.send(Kind.HELLO, self._hello_body(), self.hello_corr)
+            self._next_hello = now + self.heartbeat_s
+        if self.registered and now >= self._next_beat:
+            self.send(Kind.HEARTBEAT, {})
+            self._next_beat = now + self.heartbeat_s
+
+    def next_timer(self, now: float, may_register: bool) -> float:
+        """When keep_in_touch next has something to do (never in the past when it has nothing)."""
+        if self.registered:
+            return self._next_beat
+        return self._next_hello if may_register else now + self.heartbeat_s
+
+    def _hello_body(self) -> dict[str, Any]:
+        """Who we are and what we serve: queues with their weights, strict priority or not."""
+        return {
+            "worker_id": self.worker_id,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "procs": self.config.procs,
+            "queues": list(self.config.queues),
+            "weights": list(self.config.weights),
+            "strict": self.config.strict,
+        }
