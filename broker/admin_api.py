@@ -53,7 +53,7 @@ def info(b: Broker, ident: bytes, frame: Frame, now: Now) -> None:
             "uptime_s": now.wall - b.started,
             "db": b.store.path,
             "db_bytes": _file_size(b.store.path),
-            "events": b.config.events_endpoint,
+            "events": b.events_endpoint,
             "queues": len(b.queues),
             "workers": len(b.workers),
             "active_leases": len(b.leases),
@@ -96,6 +96,10 @@ def task_retry(b: Broker, ident: bytes, frame: Frame, now: Now) -> None:
     row = find_task(b, frame.body["id"])
     if row.state not in FINAL_STATES:
         raise ProtocolError(ErrorCode.BAD_FIELD, f"task {row.id} is {row.state}, not ended: nothing to retry")
+    if row.state == "unreachable":
+        raise ProtocolError(
+            ErrorCode.BAD_FIELD, f"task {row.id} never ran because a task it depends on failed: retry that one"
+        )
     b.queue(row.queue, now)
     b.store.requeue(row.id, now.wall)
     b.move(row.queue, row.state, "new")
@@ -156,6 +160,7 @@ def queue_delete(b: Broker, ident: bytes, frame: Frame, now: Now) -> None:
             b.send(lease.worker, Kind.CANCEL, {"id": task_id, "token": lease.token})
             lifecycle.end_lease(b, lease)
             lifecycle.resolve_dependants(b, task_id, "deleted", now)
+            b.finished.append(task_id)  # its waiters hear that it is gone
     lifecycle.end_unstarted(b, b.store.waiting_briefs(q.name), "terminated", "queue deleted", now)
     ids = b.store.queue_task_ids(q.name)
     b.store.release_uniques(ids)

@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     log = logging.getLogger("ajq.broker")
     server.run(
         on_ready=lambda ep: log.info(
-            "listening on %s (events on %s), database %s", ep, config.events_endpoint, config.db
+            "listening on %s (events on %s), database %s", ep, server.broker.events_endpoint, config.db
         )
     )
     log.info("stopped")

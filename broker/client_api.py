@@ -77,12 +77,13 @@ def _shape(b: Broker, queue: str, task_id: str, t: dict[str, Any], batch: dict[s
     run_at, parents = t.get("run_at"), t.get("depends_on") or []
     if run_at is not None and parents:
         raise ProtocolError(ErrorCode.BAD_FIELD, "a task cannot have both run_at and depends_on: choose one")
-    unique_key = _lock_unique(b, queue, task_id, t, now) if "unique_for_s" in t else None
     state, ready_at, error = "new", now.wall, None
     if run_at is not None and run_at > now.wall:
         state, ready_at = "scheduled", run_at
     if parents:
         state, error = _dependency_state(b, task_id, parents, batch)
+    unique = "unique_for_s" in t and state != "unreachable"  # an ended task holds no lock
+    unique_key = _lock_unique(b, queue, task_id, t, now) if unique else None
     batch[task_id] = state
     return NewTask(
         id=task_id,

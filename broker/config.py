@@ -50,12 +50,15 @@ class BrokerConfig:
 
     @property
     def events_endpoint(self) -> str:
-        """Where task events are published: `events_bind`, else the next port after `bind`."""
+        """Where task events are published: `events_bind`, else the port after `bind`'s (any free
+        port when `bind` asks for one: the broker reports the one it got in INFO)."""
         if self.events_bind:
             return self.events_bind
         base, _, port = self.bind.rpartition(":")
-        if not port.isdigit():
+        if not self.bind.startswith("tcp://"):
             raise ConfigError(f"cannot derive an events endpoint from {self.bind!r}: give --events explicitly")
+        if not port.isdigit() or int(port) == 0:
+            return f"{base}:*"
         return f"{base}:{int(port) + 1}"
 
     @classmethod

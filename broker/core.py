@@ -41,6 +41,7 @@ class Broker:
         self.config = config
         self.limits = Limits()
         self.started = now.wall
+        self.events_endpoint = config.events_endpoint  # the server puts the bound address here
         self.queues: dict[str, QueueRow] = {}
         self.counts: defaultdict[str, Counter[str]] = defaultdict(Counter)
         self.leases = LeaseTable()
@@ -92,6 +93,8 @@ class Broker:
         self._replies = []
         self.deliveries = {}
         self.finished = []
+        self.waiters.begin_step()
+        cancelling, unsent = set(self.cancelling), list(self.unsent)  # restored if the step rolls back
         self.store.begin()
         try:
             for msg in inbox:
@@ -103,6 +106,8 @@ class Broker:
             self.store.commit()
         except sqlite3.Error as exc:
             self.store.rollback()
+            self.cancelling, self.unsent = cancelling, unsent
+            self.waiters.undo_step()
             return self._after_rollback(exc, inbox, now)
         return self._outgoing(now)
 
@@ -207,11 +212,15 @@ class Broker:
     def _answer_waiters(self) -> None:
         for task_id in self.finished:
             waiters = self.waiters.pop(task_id)
-            if waiters:
-                row = self.store.get_task(task_id)
-                info = task_info(row) if row else None
-                for w in waiters:
-                    self.reply(w.ident, w.corr, info)
+            if not waiters:
+                continue
+            row = self.store.get_task(task_id)
+            for w in waiters:
+                if row is None:
+                    gone = ProtocolError(ErrorCode.UNKNOWN_TASK, f"task {task_id} was deleted before it ended")
+                    self.reply_error(w.ident, w.corr, gone)
+                else:
+                    self.reply(w.ident, w.corr, task_info(row))
 
     def _outgoing(self, now: Now) -> list[Outgoing]:
         out = [Outgoing(ident, encode(kind, corr, body)) for ident, corr, kind, body in self._replies]
@@ -288,7 +297,7 @@ def _chunks(tasks: list[dict[str, Any]], limits: Limits) -> list[list[dict[str, 
     out: list[list[dict[str, Any]]] = [[]]
     size = 0
     for t in tasks:
-        n = len(t["payload"]) + 256
+        n = len(t["payload"]) + sum(len(v) for v in t.get("dependency_results", {}).values()) + 256
         if out[-1] and (len(out[-1]) >= limits.max_batch or size + n > budget):
             out.append([])
             size = 0

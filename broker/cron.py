@@ -64,6 +64,10 @@ def fire_due(b: Broker, now: Now) -> None:
 def add(b: Broker, ident: bytes, frame: Frame, now: Now) -> None:
     body = frame.body
     valid(body["cron"])
+    if len(body["payload"]) > b.limits.max_payload_bytes:
+        raise ProtocolError(
+            ErrorCode.TOO_LARGE, f"the payload is over {b.limits.max_payload_bytes} bytes: pass a reference instead"
+        )
     old = b.schedules.get(body["name"])
     row = ScheduleRow(
         body["name"], body["cron"], body["type"], body["payload"], body["queue"],
@@ -94,7 +98,7 @@ def delete(b: Broker, ident: bytes, frame: Frame, now: Now) -> None:
 def _find(b: Broker, name: str) -> ScheduleRow:
     s = b.schedules.get(name)
     if s is None:
-        raise ProtocolError(ErrorCode.UNKNOWN_TASK, f"no schedule is called {name!r}: see `ajc cron ls`")
+        raise ProtocolError(ErrorCode.UNKNOWN_SCHEDULE, f"no schedule is called {name!r}: see `ajc cron ls`")
     return s
 
 

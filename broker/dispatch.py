@@ -49,7 +49,8 @@ def _serve(b: Broker, worker: WorkerState, eligible: list[str], budget: int, now
     progress = False
     for queue, n in _shares(worker, eligible, budget, b).items():
         rows = b.store.ready_tasks(queue, now.wall, n)
-        _lease(b, queue, _expire_late(b, queue, rows, now), worker, now)
+        live, results = _with_results(b, queue, _expire_late(b, queue, rows, now), now)
+        _lease(b, queue, live, results, worker, now)
         progress = progress or bool(rows)
         if len(rows) < n:  # drained: nothing more is ready in this queue now
             b.dirty.discard(queue)
@@ -67,12 +68,12 @@ def _shares(worker: WorkerState, eligible: list[str], budget: int, b: Broker) ->
         return Counter({first: min(budget, _room(b, first))})
     rooms = {q: _room(b, q) for q in eligible}
     shares: Counter[str] = Counter()
-    total = sum(worker.weights.get(q, 1) for q in eligible)
     for _ in range(min(budget, sum(rooms.values()))):
-        for q in eligible:
+        open_queues = [q for q in eligible if shares[q] < rooms[q]]  # a full queue takes no turn, gains no credit
+        for q in open_queues:
             worker.current[q] = worker.current.get(q, 0) + worker.weights.get(q, 1)
-        pick = max((q for q in eligible if shares[q] < rooms[q]), key=lambda q: worker.current[q])
-        worker.current[pick] -= total
+        pick = max(open_queues, key=lambda q: worker.current[q])
+        worker.current[pick] -= sum(worker.weights.get(q, 1) for q in open_queues)
         shares[pick] += 1
     return shares
 
@@ -87,7 +88,33 @@ def _expire_late(b: Broker, queue: str, rows: list[ReadyTask], now: Now) -> list
     return [r for r in rows if r.deadline is None or r.deadline >= now.wall]
 
 
-def _lease(b: Broker, queue: str, rows: list[ReadyTask], worker: WorkerState, now: Now) -> None:
+def _with_results(
+    b: Broker, queue: str, rows: list[ReadyTask], now: Now
+) -> tuple[list[ReadyTask], dict[str, dict[str, bytes]]]:
+    """The parents' results of tasks that asked for them (load_results). A task whose payload and
+    parents' results would not fit in one delivery ends `terminated` instead, saying so."""
+    results: dict[str, dict[str, bytes]] = {}
+    too_big: list[TaskBrief] = []
+    budget = b.limits.max_frame_bytes // 2
+    for r in rows:
+        if not (r.load_results and r.parents):
+            continue
+        got = {k: v if v is not None else b"\xc0" for k, v in b.store.results_of(decode_value(r.parents)).items()}
+        if len(r.payload) + sum(len(v) for v in got.values()) > budget:
+            too_big.append(TaskBrief(r.id, queue, r.type, r.state, r.tries, r.unique_key))
+        else:
+            results[r.id] = got
+    if too_big:
+        error = f"its parents' results are over {budget} bytes together: pass references to large data, not the data"
+        lifecycle.end_unstarted(b, too_big, "terminated", error, now)
+        gone = {t.id for t in too_big}
+        rows = [r for r in rows if r.id not in gone]
+    return rows, results
+
+
+def _lease(
+    b: Broker, queue: str, rows: list[ReadyTask], results: dict[str, dict[str, bytes]], worker: WorkerState, now: Now
+) -> None:
     if not rows:
         return
     q = b.queues[queue]
@@ -104,13 +131,14 @@ def _lease(b: Broker, queue: str, rows: list[ReadyTask], worker: WorkerState, no
         worker.running.add(row.id)
         b.move(queue, row.state, "active")
         b.events.emit(row.id, queue, row.type, "active", tries, None, now.wall)
-        out.append(_delivery(b, row, queue, token, tries, q.max_tries, q.max_run_time_s))
+        item = _delivery(row, queue, token, tries, q.max_tries, q.max_run_time_s)
+        if row.id in results:
+            item["dependency_results"] = results[row.id]
+        out.append(item)
     b.store.lease(updates)
 
 
-def _delivery(
-    b: Broker, row: ReadyTask, queue: str, token: int, tries: int, max_tries: int, run_time_s: float
-) -> dict[str, Any]:
+def _delivery(row: ReadyTask, queue: str, token: int, tries: int, max_tries: int, run_time_s: float) -> dict[str, Any]:
     item: dict[str, Any] = {
         "id": row.id,
         "token": token,
@@ -123,7 +151,4 @@ def _delivery(
     }
     if row.deadline is not None:
         item["deadline"] = row.deadline
-    if row.load_results and row.parents:
-        results = b.store.results_of(decode_value(row.parents))
-        item["dependency_results"] = {k: v if v is not None else b"\xc0" for k, v in results.items()}
     return item

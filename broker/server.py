@@ -44,6 +44,7 @@ class Server:
         self.pub.setsockopt(zmq.LINGER, 0)
         self.pub.setsockopt(zmq.SNDHWM, 10_000)  # a slow subscriber loses events; the broker never waits
         self.pub.bind(config.events_endpoint)
+        self.broker.events_endpoint = self.pub.getsockopt_string(zmq.LAST_ENDPOINT)
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)

@@ -17,10 +17,26 @@ class Waiters:
     def __init__(self) -> None:
         self._by_task: dict[str, list[Waiter]] = {}
         self._heap: list[tuple[float, str]] = []
+        self._added: list[tuple[str, Waiter]] = []  # in the current step, undone if it rolls back
 
     def add(self, task_id: str, ident: bytes, corr: int, expires: float) -> None:
-        self._by_task.setdefault(task_id, []).append(Waiter(ident, corr, expires))
+        waiter = Waiter(ident, corr, expires)
+        self._by_task.setdefault(task_id, []).append(waiter)
         heapq.heappush(self._heap, (expires, task_id))
+        self._added.append((task_id, waiter))
+
+    def begin_step(self) -> None:
+        self._added = []
+
+    def undo_step(self) -> None:
+        """The step rolled back: its WAITs were answered INTERNAL, so they wait no more."""
+        for task_id, waiter in self._added:
+            waiters = self._by_task.get(task_id, [])
+            if waiter in waiters:
+                waiters.remove(waiter)
+            if not waiters:
+                self._by_task.pop(task_id, None)
+        self._added = []
 
     def pop(self, task_id: str) -> list[Waiter]:
         return self._by_task.pop(task_id, [])

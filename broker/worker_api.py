@@ -97,17 +97,18 @@ def results(b: Broker, ident: bytes, frame: Frame, now: Now) -> None:
 
 def _late_but_current(b: Broker, item: dict[str, Any], now: Now) -> bool:
     """An outcome from a worker the broker gave up on (lost, or its lease ran out), for a task
-    that has not been leased again since: its token is still the task's last. Take a complete
-    or terminate (the work is done), so a worker that comes back loses nothing."""
+    that has not been leased again since (waiting to retry, or dead if that was its last try): its
+    token is still the task's last. Take a complete or terminate (the work is done), so a worker
+    that comes back loses nothing."""
     if item["outcome"] == "fail":
         return False
     row = b.store.get_task(item["id"])
-    if row is None or row.state != "retry" or row.token != item["token"]:
+    if row is None or row.state not in ("retry", "dead") or row.token != item["token"]:
         return False
     state = "complete" if item["outcome"] == "complete" else "terminated"
-    error = None if state == "complete" else cut(item.get("error"))
+    error = None if state == "complete" else cut(item.get("error")) or "terminated by its handler"
     b.store.finish([(state, item.get("result"), error, now.wall, row.id)])
-    b.move(row.queue, "retry", state)
+    b.move(row.queue, row.state, state)
     lifecycle.ended(b, row.id, row.queue, row.type, state, row.tries, error, row.unique_key is not None, now)
     return True
 

@@ -9,6 +9,7 @@ from client.errors import (
     InvalidRequest,
     QueueNotFound,
     RequestTimeout,
+    ScheduleNotFound,
     TaskNotFound,
     WaitTimeout,
 )
@@ -25,6 +26,7 @@ __all__ = [
     "QueueInfo",
     "QueueNotFound",
     "RequestTimeout",
+    "ScheduleNotFound",
     "Submitted",
     "TaskInfo",
     "TaskNotFound",

@@ -33,6 +33,10 @@ class QueueNotFound(BrokerError):
     pass
 
 
+class ScheduleNotFound(BrokerError):
+    pass
+
+
 class DuplicateTask(BrokerError):
     """A task with that id exists already."""
 
@@ -48,6 +52,7 @@ class BrokerFailure(BrokerError):
 _BY_CODE: dict[ErrorCode, type[BrokerError]] = {
     ErrorCode.UNKNOWN_TASK: TaskNotFound,
     ErrorCode.UNKNOWN_QUEUE: QueueNotFound,
+    ErrorCode.UNKNOWN_SCHEDULE: ScheduleNotFound,
     ErrorCode.DUPLICATE: DuplicateTask,
     ErrorCode.TIMEOUT: WaitTimeout,
     ErrorCode.INTERNAL: BrokerFailure,

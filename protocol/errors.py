@@ -20,6 +20,7 @@ class ErrorCode(IntEnum):
     NOT_REGISTERED = 10  # a worker message from a peer that sent no HELLO
     INTERNAL = 11  # the broker failed to apply a valid request (e.g. disk full); nothing changed
     DUPLICATE = 12  # a task id that already exists
+    UNKNOWN_SCHEDULE = 13
 
 
 class ProtocolError(Exception):

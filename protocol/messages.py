@@ -79,6 +79,10 @@ def _tries(value: int) -> str | None:
     return "must be -1 (unlimited) or more than zero" if value == 0 or value < -1 else None
 
 
+def _page(value: int) -> str | None:
+    return None if 1 <= value <= 1000 else "must be from 1 to 1000"
+
+
 def _outcome(value: str) -> str | None:
     return None if value in ("complete", "fail", "terminate") else "must be complete, fail or terminate"
 
@@ -158,7 +162,7 @@ BODIES: dict[Kind, dict[str, FieldSpec]] = {
         "queue": (str, False, _name),
         "state": (str, False, None),
         "type": (str, False, None),
-        "limit": (int, False, _positive),
+        "limit": (int, False, _page),
         "before": (int, False, None),  # page: tasks submitted before this sequence number
     },
     Kind.TASK_RETRY: {"id": (str, True, _name)},

@@ -249,3 +249,69 @@ def test_a_bad_cron_expression_is_refused(rig: Rig) -> None:
     body = {"name": "x", "cron": "every minute", "type": "r", "payload": encode_value(1), "queue": "Q"}
     [(_, reply)] = rig.step((C, Kind.CRON_ADD, body))
     assert reply.kind is Kind.ERROR and "not a cron expression" in reply.body["message"]
+
+
+def test_parents_results_too_big_for_one_delivery_end_the_task_with_a_clear_error(rig: Rig) -> None:
+    big = encode_value(b"x" * 1_000_000)
+    parents = []
+    for i in range(5):
+        [(_, reply)] = rig.step((C, Kind.SUBMIT, {"queue": "P", "tasks": [{"type": "t", "payload": encode_value(i)}]}))
+        parents += reply.body["data"]["ids"]
+    child = {"type": "t", "payload": encode_value(0), "depends_on": parents, "load_results": True}
+    [(_, reply)] = rig.step((C, Kind.SUBMIT, {"queue": "Q", "tasks": [child]}))
+    [child_id] = reply.body["data"]["ids"]
+    tasks = delivered(rig.hello(W1, ["P"], 5), W1)
+    done = [{"id": t["id"], "token": t["token"], "outcome": "complete", "result": big} for t in tasks]
+    rig.step((W1, Kind.RESULTS, {"results": done}))
+    assert delivered(rig.hello(W2, ["Q"], 1), W2) == []
+    row = rig.store.get_task(child_id)
+    assert row is not None and row.state == "terminated" and "pass references" in (row.last_error or "")
+
+
+def test_a_wait_on_a_task_deleted_meanwhile_gets_unknown_task(rig: Rig) -> None:
+    rig.step((C, Kind.QUEUE_CONFIGURE, {"name": "Q"}), (C, Kind.QUEUE_PAUSE, {"name": "Q"}))
+    [task_id] = rig.submit("Q", 1)
+    assert rig.step((C, Kind.WAIT, {"id": task_id, "timeout_s": 60.0})) == []
+    out = rig.step((C, Kind.QUEUE_PURGE, {"name": "Q"}))
+    errors = [f for _, f in out if f.kind is Kind.ERROR]
+    assert len(errors) == 1 and errors[0].body["code"] == ErrorCode.UNKNOWN_TASK
+
+
+def test_a_task_unreachable_at_submit_takes_no_unique_lock(rig: Rig) -> None:
+    [parent] = rig.submit("Q", 1)
+    rig.step((C, Kind.CANCEL, {"id": parent}))
+    twin = {"type": "t", "payload": encode_value("x"), "unique_for_s": 3600.0, "depends_on": [parent]}
+    [(_, first)] = rig.step((C, Kind.SUBMIT, {"queue": "Q", "tasks": [twin]}))
+    [(_, second)] = rig.step((C, Kind.SUBMIT, {"queue": "Q", "tasks": [twin]}))
+    assert first.kind is second.kind is Kind.REPLY
+
+
+def test_a_late_complete_on_a_last_try_that_expired_is_taken(rig: Rig) -> None:
+    # Given a task on its last try whose lease ran out (the worker was slow, not gone).
+    rig.step((C, Kind.QUEUE_CONFIGURE, {"name": "Q", "max_run_time_s": 5.0, "max_tries": 1}))
+    [task_id] = rig.submit("Q", 1)
+    [t] = delivered(rig.hello(W1, ["Q"], 1), W1)
+    rig.advance(6.5)
+    rig.step((W1, Kind.HEARTBEAT, {}))
+    dead = rig.store.get_task(task_id)
+    assert dead is not None and dead.state == "dead"
+    # When its complete arrives late, under the same token, Then the work is not lost.
+    done = {"id": task_id, "token": t["token"], "outcome": "complete", "result": encode_value("late")}
+    [(_, reply)] = rig.step((W1, Kind.RESULTS, {"results": [done]}))
+    assert reply.body["data"]["accepted"] == [task_id]
+    row = rig.store.get_task(task_id)
+    assert row is not None and row.state == "complete" and rig.broker.counts["Q"]["dead"] == 0
+
+
+@pytest.mark.parametrize(
+    ("kind", "body", "code"),
+    [
+        (Kind.TASK_LIST, {"limit": 5000}, ErrorCode.BAD_FIELD),
+        (Kind.CRON_ADD, {"name": "n", "cron": "* * * * *", "type": "t", "payload": b"x" * (2 << 20), "queue": "Q"},
+         ErrorCode.TOO_LARGE),
+        (Kind.CRON_GET, {"name": "nope"}, ErrorCode.UNKNOWN_SCHEDULE),
+    ],
+)  # fmt: skip
+def test_admin_requests_out_of_bounds_are_refused(rig: Rig, kind: Kind, body: dict[str, Any], code: ErrorCode) -> None:
+    [(_, reply)] = rig.step((C, kind, body))
+    assert reply.kind is Kind.ERROR and reply.body["code"] == code

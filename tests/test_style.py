@@ -1,4 +1,4 @@
-"""The code stays ruff- and mypy-clean, and the parts never import each other (DESIGN.md)."""
+"""The code stays ruff- and mypy-clean, and the parts never import each other."""
 
 from __future__ import annotations
 

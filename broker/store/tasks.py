@@ -101,10 +101,11 @@ class TaskSQL:
     # -- state changes ------------------------------------------------------------------------
 
     def finish(self, rows: list[tuple[str, bytes | None, str | None, float, str]]) -> None:
-        """End tasks in a final state: (state, result, error, finished_at, id) each."""
+        """End tasks in a final state: (state, result, error, finished_at, id) each. The token stays,
+        so a late answer under the last lease can still be recognised."""
         self.db.executemany(
-            "UPDATE tasks SET state = ?, result = ?, last_error = ?, finished_at = ?, token = NULL, "
-            "lease_expires = NULL WHERE id = ?",
+            "UPDATE tasks SET state = ?, result = ?, last_error = ?, finished_at = ?, lease_expires = NULL "
+            "WHERE id = ?",
             rows,
         )
 
