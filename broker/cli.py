@@ -17,6 +17,7 @@ def parse(argv: list[str] | None) -> BrokerConfig:
     p.add_argument("--synchronous", help="FULL (default: every commit on disk), EXTRA, NORMAL or OFF")
     p.add_argument("--heartbeat", type=float, dest="heartbeat_s", help="seconds between heartbeats (default 1)")
     p.add_argument("--lease-grace", type=float, dest="lease_grace_s", help="seconds past max_run_time (default 2)")
+    p.add_argument("--max-db-mb", type=int, dest="max_db_mb", help="cap the database at this size (MB)")
     p.add_argument("--events", dest="events_bind", help="endpoint for task events (default: --bind port + 1)")
     p.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     args = p.parse_args(argv)
@@ -31,6 +32,7 @@ def parse(argv: list[str] | None) -> BrokerConfig:
         heartbeat_s=args.heartbeat_s,
         lease_grace_s=args.lease_grace_s,
         events_bind=args.events_bind,
+        max_db_mb=args.max_db_mb,
     )
 
 

@@ -38,6 +38,7 @@ class BrokerConfig:
     heartbeat_s: float = 1.0  # both ways; a worker silent for 3 beats is dropped
     lease_grace_s: float = 2.0  # time past max_run_time for a worker's own timeout report to arrive
     max_batch_messages: int = 4096  # messages applied in one transaction at most
+    max_db_mb: int | None = None  # cap on the database file: past it writes fail as on a full disk
     events_bind: str | None = None  # PUB socket for task events; default: the --bind port + 1
 
     def __post_init__(self) -> None:
@@ -45,6 +46,8 @@ class BrokerConfig:
             raise ConfigError(f"synchronous={self.synchronous!r}: use FULL (durable), EXTRA, NORMAL or OFF")
         if self.heartbeat_s <= 0:
             raise ConfigError(f"heartbeat_s={self.heartbeat_s}: must be more than zero seconds")
+        if self.max_db_mb is not None and self.max_db_mb < 1:
+            raise ConfigError(f"max_db_mb={self.max_db_mb}: give at least 1 MB, or leave it unset")
         if self.lease_grace_s < 0:
             raise ConfigError(f"lease_grace_s={self.lease_grace_s}: must be zero or more seconds")
 

@@ -28,7 +28,7 @@ class Server:
     def __init__(self, config: BrokerConfig, clock: Clock | None = None) -> None:
         self.config = config
         self.clock = clock or SystemClock()
-        self.store = Store(config.db, config.synchronous)
+        self.store = Store(config.db, config.synchronous, config.max_db_mb)
         self.broker = Broker(self.store, config, self.clock.now())
         self.ctx = zmq.Context()
         self.sock = self.ctx.socket(zmq.ROUTER)

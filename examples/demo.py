@@ -18,7 +18,7 @@ from client import Client, ClientError
 
 ENDPOINT = "tcp://127.0.0.1:7480"
 ROOT = Path(__file__).resolve().parent.parent
-console = Console()
+console = Console(width=max(110, Console().width))
 
 
 def start(args: list[str]) -> subprocess.Popen[bytes]:

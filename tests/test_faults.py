@@ -11,7 +11,7 @@ import pytest
 
 from client import Client, ClientError
 from protocol import ErrorCode, Kind, encode, encode_value
-from tests.harness import BrokerHandle, Proc, events, start_worker, wait_for
+from tests.harness import BrokerHandle, Proc, events, start_broker, start_worker, wait_for
 from tests.rawpeer import RawPeer
 
 APP = "tests.apps.basic:router"
@@ -202,3 +202,26 @@ def test_a_bad_request_in_a_batch_does_not_undo_the_others(broker: BrokerHandle)
         c.submit("a", None, task_id="dup-1")
     assert c.submit("b", None, task_id="dup-2").id == "dup-2"
     assert c.get("dup-1").type == "a" and c.get("dup-2").type == "b"
+
+
+@pytest.mark.timeout(120)
+def test_a_full_database_refuses_clearly_loses_nothing_and_recovers(tmp_path: Path) -> None:
+    # Given a broker whose database may not grow past 2 MB (SQLite answers as on a full disk).
+    broker = start_broker(tmp_path, "--max-db-mb", "2")
+    try:
+        c = broker.client()
+        acked: list[str] = []
+        # When tasks are submitted until the broker refuses,
+        with pytest.raises(ClientError, match="free disk space") as refusal:
+            for _ in range(1000):
+                acked += c.submit_many([("fill", {"blob": "x" * 2000})] * 50, queue="FULL")
+        # Then the refusal is a clear error, every acknowledged task is there, and reads still work.
+        stored = c.queue_info("FULL").counts.get("new", 0)
+        print(f"full database: acknowledged={len(acked)} stored={stored} refusal={refusal.value}")
+        assert stored == len(acked) > 0
+        assert c.get(acked[-1]).state == "new"
+        # And once space is freed, it takes tasks again.
+        assert c.purge_queue("FULL") == len(acked)
+        assert c.submit("fill", {"small": True}, queue="FULL").id
+    finally:
+        broker.close()

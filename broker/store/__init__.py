@@ -28,7 +28,7 @@ QUEUE_COLUMNS = (
 class Store(TaskSQL, GraphSQL, ScheduleSQL):
     """One connection to the broker's database. Not thread-safe; the broker loop owns it."""
 
-    def __init__(self, path: str, synchronous: str = "FULL") -> None:
+    def __init__(self, path: str, synchronous: str = "FULL", max_db_mb: int | None = None) -> None:
         try:
             self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             self.db.execute("PRAGMA journal_mode=WAL")
@@ -37,6 +37,9 @@ class Store(TaskSQL, GraphSQL, ScheduleSQL):
             self._check_version(path)
             self.db.executescript(SCHEMA)
             self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            if max_db_mb is not None:  # SQLite then answers SQLITE_FULL, exactly as on a full disk
+                page = self.db.execute("PRAGMA page_size").fetchone()[0]
+                self.db.execute(f"PRAGMA max_page_count={max_db_mb * 1024 * 1024 // page}")
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open the database {path!r}: {exc}; check the path and its permissions") from exc
         self.path = path
