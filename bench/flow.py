@@ -37,8 +37,9 @@ def bench_weighted(sizes: FlowSizes) -> Run:
         extra = tuple(arg for q, w in list(WEIGHTS.items())[1:] for arg in ("--queue", f"{q}={w}"))
         worker = cluster.start_worker(f"critical={WEIGHTS['critical']}", 2, extra=extra)
         cluster.wait_registered(c, "critical", worker)
-        poll_until(lambda: _done(c) >= n, 60 + n / 100, f"{n} weighted tasks done", 0.005)
-        done = {q: c.queue_info(q).counts.get("complete", 0) for q in WEIGHTS}
+        snapshots: list[dict[str, int]] = []
+        poll_until(lambda: _done(c, snapshots) >= n, 60 + n / 100, f"{n} weighted tasks done", 0.005)
+        done = snapshots[-1]
     total = sum(done.values())
     shares = {q: 100 * k / total for q, k in done.items()}
     ideal = {q: 100 * w / sum(WEIGHTS.values()) for q, w in WEIGHTS.items()}
@@ -50,8 +51,10 @@ def bench_weighted(sizes: FlowSizes) -> Run:
     }
 
 
-def _done(c: Client) -> int:
-    return sum(c.queue_info(q).counts.get("complete", 0) for q in WEIGHTS)
+def _done(c: Client, snapshots: list[dict[str, int]]) -> int:
+    """Tasks done in the weighted queues, from one consistent snapshot (kept for the shares)."""
+    snapshots.append({q.name: q.counts.get("complete", 0) for q in c.queues() if q.name in WEIGHTS})
+    return sum(snapshots[-1].values())
 
 
 def bench_delayed(sizes: FlowSizes) -> Run:
