@@ -122,12 +122,14 @@ class Broker:
             msg = f"the broker does not accept '{frame.kind.value}' messages; it only sends them"
             self.reply_error(ident, frame.corr, ProtocolError(ErrorCode.UNKNOWN_KIND, msg))
             return
+        known = len(self.queues)
         try:
             check_body(frame.kind, frame.body, self.limits)
             with self.store.savepoint():
                 handler(self, ident, frame, now)
         except ProtocolError as exc:
-            self.queues = {q.name: q for q in self.store.queues()}  # a refused SUBMIT may have named one
+            if len(self.queues) != known:  # a refused SUBMIT named a new queue: its row was rolled back
+                self.queues = {q.name: q for q in self.store.queues()}
             self.reply_error(ident, frame.corr, exc)
         except sqlite3.Error:
             raise  # the database itself failed: the whole step rolls back

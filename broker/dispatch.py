@@ -30,17 +30,23 @@ def dispatch(b: Broker, now: Now) -> None:
         for worker in b.workers.with_credit():
             while b.dirty and worker.credit > 0:
                 budget = worker.credit if prefetch else min(worker.credit, worker.procs - len(worker.running))
-                eligible = [q for q in worker.queues if q in b.dirty and _room(b, q) > 0]
+                eligible = [q for q in worker.queues if q in b.dirty and _open(b, q) and _room(b, q) > 0]
                 if budget <= 0 or not eligible or not _serve(b, worker, eligible, budget, now):
                     break
 
 
-def _room(b: Broker, queue: str) -> int:
+def _open(b: Broker, queue: str) -> bool:
+    """A dirty queue that is paused or gone leaves `dirty`: resume marks it dirty again."""
     q = b.queues.get(queue)
     if q is None or q.paused:
         b.dirty.discard(queue)
-        return 0
-    return q.max_concurrent - b.counts[queue]["active"]
+        return False
+    return True
+
+
+def _room(b: Broker, queue: str) -> int:
+    """Leases the queue may still grant now under its max_concurrent (the queue is open)."""
+    return b.queues[queue].max_concurrent - b.counts[queue]["active"]
 
 
 def _serve(b: Broker, worker: WorkerState, eligible: list[str], budget: int, now: Now) -> bool:
@@ -63,7 +69,7 @@ def _serve(b: Broker, worker: WorkerState, eligible: list[str], budget: int, now
 
 def _shares(worker: WorkerState, eligible: list[str], budget: int, b: Broker) -> Counter[str]:
     """How many of `budget` free slots go to each eligible queue."""
-    if worker.strict:
+    if worker.strict or len(eligible) == 1:  # no shares to weigh: the first queue takes what it can
         first = eligible[0]
         return Counter({first: min(budget, _room(b, first))})
     rooms = {q: _room(b, q) for q in eligible}

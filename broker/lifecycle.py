@@ -76,6 +76,8 @@ def ended(
 def resolve_dependants(b: Broker, parent: str, state: str, now: Now) -> None:
     """Tasks blocked on `parent` run once all their parents completed; any other end makes them
     (and, in turn, their own dependants) unreachable. A worklist, not recursion: chains can be long."""
+    if not any(counts["blocked"] for counts in b.counts.values()):
+        return  # a dependency link lives only while its child is blocked: none, so no query per task
     work = [(parent, state)]
     while work:
         parent, state = work.pop()

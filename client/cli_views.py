@@ -176,11 +176,6 @@ def record_json(record: TaskInfo | WorkerInfo | CronInfo) -> dict[str, Any]:
     return {f.name: plain(getattr(record, f.name)) for f in fields(record)}
 
 
-def task_json(t: TaskInfo) -> dict[str, Any]:
-    """A task for --json; every field of TaskInfo, JSON-safe."""
-    return record_json(t)
-
-
 # -- values as text ---------------------------------------------------------------------------
 
 
@@ -241,10 +236,6 @@ def show(name: str, value: Any) -> str:
 def record_pairs(record: TaskInfo | CronInfo) -> list[tuple[str, str]]:
     """A task's or cron's fields as display strings: payload and result as JSON, times to the second."""
     return [(f.name, show(f.name, getattr(record, f.name))) for f in fields(record)]
-
-
-def task_pairs(t: TaskInfo) -> list[tuple[str, str]]:
-    return record_pairs(t)
 
 
 def worker_queues(w: WorkerInfo) -> str:

@@ -21,4 +21,3 @@ class TaskState(StrEnum):
 FINAL_STATES = frozenset(
     {TaskState.COMPLETE, TaskState.TERMINATED, TaskState.EXPIRED, TaskState.DEAD, TaskState.UNREACHABLE}
 )
-WAITING_STATES = frozenset({TaskState.SCHEDULED, TaskState.NEW, TaskState.RETRY})

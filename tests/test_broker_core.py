@@ -315,3 +315,12 @@ def test_a_late_complete_on_a_last_try_that_expired_is_taken(rig: Rig) -> None:
 def test_admin_requests_out_of_bounds_are_refused(rig: Rig, kind: Kind, body: dict[str, Any], code: ErrorCode) -> None:
     [(_, reply)] = rig.step((C, kind, body))
     assert reply.kind is Kind.ERROR and reply.body["code"] == code
+
+
+def test_a_refused_submit_leaves_no_queue_behind(rig: Rig) -> None:
+    # Given a task id that exists, When a SUBMIT to a new queue reuses it, Then the queue is not created.
+    [task_id] = rig.submit("Q", 1)
+    dup = {"type": "t", "payload": encode_value(1), "id": task_id}
+    [(_, reply)] = rig.step((C, Kind.SUBMIT, {"queue": "NEWQ", "tasks": [dup]}))
+    assert reply.body["code"] == ErrorCode.DUPLICATE
+    assert "NEWQ" not in rig.broker.queues and all(q.name != "NEWQ" for q in rig.store.queues())
