@@ -7,9 +7,10 @@ import signal
 import time
 from dataclasses import dataclass
 
+from ajq.client import Client
+
 from bench.procs import Cluster, LoadMeter, poll_until
 from bench.report import LOAD, Run, percentile
-from client import Client
 
 WEIGHTS = {"critical": 6, "default": 3, "low": 1}
 

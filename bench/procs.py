@@ -19,8 +19,7 @@ from types import TracebackType
 from typing import TypeVar
 
 import psutil
-
-from client import Client, ClientError
+from ajq.client import Client, ClientError
 
 ROOT = Path(__file__).resolve().parent.parent
 STOP_TIMEOUT_S = 10.0
@@ -141,7 +140,7 @@ class Cluster:
         """Start the broker and wait until it answers a request."""
         self.endpoint = f"tcp://127.0.0.1:{free_port()}"
         events = f"tcp://127.0.0.1:{free_port()}"
-        args = ["-m", "broker", "--bind", self.endpoint, "--events", events, "--db", str(self.tmp / "bench.db")]
+        args = ["-m", "ajq.broker", "--bind", self.endpoint, "--events", events, "--db", str(self.tmp / "bench.db")]
         broker = self._spawn("broker", args)
         poll_until(lambda: self._answers(broker), READY_TIMEOUT_S, f"broker at {self.endpoint} answering")
 
@@ -162,7 +161,7 @@ class Cluster:
     def start_worker(self, queue: str, procs: int, app: str = "bench.apps:router", extra: tuple[str, ...] = ()) -> Proc:
         """Start `python -m worker` serving `queue` with `procs` processes (and `extra` options); do not wait."""
         n = sum(1 for p in self.procs if p.name.startswith("worker"))
-        args = ["-m", "worker", "--broker", self.endpoint, "--procs", str(procs), "--queue", queue, *extra, app]
+        args = ["-m", "ajq.worker", "--broker", self.endpoint, "--procs", str(procs), "--queue", queue, *extra, app]
         return self._spawn(f"worker{n}-{queue}", args)
 
     def wait_registered(self, client: Client, queue: str, worker: Proc, n: int = 1) -> None:

@@ -16,13 +16,13 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from ajq.client import Client
 from rich.console import Console
 
 from bench import flow
 from bench.apps import spin
 from bench.procs import ROOT, Cluster, LoadMeter, poll_until
 from bench.report import LOAD, Metric, Results, Run, Spec, Target, machine_info, percentile, table, write_json
-from client import Client
 
 DEFAULT_OUT = ROOT / "bench" / "results" / "latest.json"
 WORKER_PROCS = 2

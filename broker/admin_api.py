@@ -7,15 +7,14 @@ import os
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from broker import cron, lifecycle
-from broker.client_api import find_queue, find_task, queue_info, task_info
-from protocol import FINAL_STATES, ErrorCode, Frame, Kind, ProtocolError, TaskState
-from protocol.clock import Now
+from ajq.broker import cron, lifecycle
+from ajq.broker.client_api import find_queue, find_task, queue_info, task_info
+from ajq.protocol import CANCELLED_ERROR, FINAL_STATES, ErrorCode, Frame, Kind, ProtocolError, TaskState
+from ajq.protocol.clock import Now
 
 if TYPE_CHECKING:
-    from broker.core import Broker
+    from ajq.broker.core import Broker
 
-WAITING = ("scheduled", "new", "retry", "blocked")
 STATES = {s.value for s in TaskState}
 
 
@@ -70,14 +69,14 @@ def _file_size(path: str) -> int:
 def cancel(b: Broker, ident: bytes, frame: Frame, now: Now) -> None:
     """A waiting task ends `terminated` now; a running one once its worker has killed it."""
     row = find_task(b, frame.body["id"])
-    if row.state == "active":
+    if row.state == TaskState.ACTIVE:
         lease = b.leases.get(row.id)
         if lease is not None:
             b.cancelling.add(row.id)
             b.send(lease.worker, Kind.CANCEL, {"id": row.id, "token": lease.token})
     elif row.state not in FINAL_STATES:
         brief = b.store.briefs([row.id])
-        lifecycle.end_unstarted(b, brief, "terminated", lifecycle.CANCELLED, now)
+        lifecycle.end_unstarted(b, brief, TaskState.TERMINATED, CANCELLED_ERROR, now)
         row = find_task(b, row.id)
     b.reply(ident, frame.corr, task_info(row))
 
@@ -96,26 +95,26 @@ def task_retry(b: Broker, ident: bytes, frame: Frame, now: Now) -> None:
     row = find_task(b, frame.body["id"])
     if row.state not in FINAL_STATES:
         raise ProtocolError(ErrorCode.BAD_FIELD, f"task {row.id} is {row.state}, not ended: nothing to retry")
-    if row.state == "unreachable":
+    if row.state == TaskState.UNREACHABLE:
         raise ProtocolError(
             ErrorCode.BAD_FIELD, f"task {row.id} never ran because a task it depends on failed: retry that one"
         )
     b.queue(row.queue, now)
     b.store.requeue(row.id, now.wall)
-    b.move(row.queue, row.state, "new")
+    b.move(row.queue, row.state, TaskState.NEW)
     b.dirty.add(row.queue)
-    b.events.emit(row.id, row.queue, row.type, "new", 0, None, now.wall)
+    b.events.emit(row.id, row.queue, row.type, TaskState.NEW, 0, None, now.wall)
     b.reply(ident, frame.corr, task_info(find_task(b, row.id)))
 
 
 def task_delete(b: Broker, ident: bytes, frame: Frame, now: Now) -> None:
     row = find_task(b, frame.body["id"])
-    if row.state == "active":
+    if row.state == TaskState.ACTIVE:
         raise ProtocolError(ErrorCode.BAD_FIELD, f"task {row.id} is running: cancel it first (ajc task cancel)")
     if row.state not in FINAL_STATES:  # dependants of a task that will never run are unreachable
-        lifecycle.end_unstarted(b, b.store.briefs([row.id]), "terminated", "deleted", now)
+        lifecycle.end_unstarted(b, b.store.briefs([row.id]), TaskState.TERMINATED, "deleted", now)
     b.store.delete_tasks([row.id])
-    b.counts[row.queue]["terminated" if row.state not in FINAL_STATES else row.state] -= 1
+    b.counts[row.queue][TaskState.TERMINATED if row.state not in FINAL_STATES else row.state] -= 1
     b.reply(ident, frame.corr, {"deleted": row.id})
 
 
@@ -141,15 +140,15 @@ def queue_purge(b: Broker, ident: bytes, frame: Frame, now: Now) -> None:
     """Delete the queue's waiting tasks (not running or ended ones)."""
     q = find_queue(b, frame.body["name"])
     briefs = b.store.waiting_briefs(q.name)
-    lifecycle.end_unstarted(b, briefs, "terminated", "purged", now)
+    lifecycle.end_unstarted(b, briefs, TaskState.TERMINATED, "purged", now)
     b.store.delete_tasks([t.id for t in briefs])
-    b.counts[q.name]["terminated"] -= len(briefs)
+    b.counts[q.name][TaskState.TERMINATED] -= len(briefs)
     b.reply(ident, frame.corr, {"purged": len(briefs)})
 
 
 def queue_delete(b: Broker, ident: bytes, frame: Frame, now: Now) -> None:
     q = find_queue(b, frame.body["name"])
-    active = b.counts[q.name]["active"]
+    active = b.counts[q.name][TaskState.ACTIVE]
     if active and not frame.body.get("force"):
         raise ProtocolError(
             ErrorCode.BAD_FIELD, f"queue {q.name!r} has {active} running tasks: wait for them, or delete with --force"
@@ -161,7 +160,7 @@ def queue_delete(b: Broker, ident: bytes, frame: Frame, now: Now) -> None:
             lifecycle.end_lease(b, lease)
             lifecycle.resolve_dependants(b, task_id, "deleted", now)
             b.finished.append(task_id)  # its waiters hear that it is gone
-    lifecycle.end_unstarted(b, b.store.waiting_briefs(q.name), "terminated", "queue deleted", now)
+    lifecycle.end_unstarted(b, b.store.waiting_briefs(q.name), TaskState.TERMINATED, "queue deleted", now)
     ids = b.store.queue_task_ids(q.name)
     b.store.release_uniques(ids)
     b.store.delete_tasks(ids)

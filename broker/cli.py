@@ -6,13 +6,14 @@ import argparse
 import logging
 import sys
 
-from broker.config import BrokerConfig
-from broker.errors import BrokerError
+from ajq.broker.config import BrokerConfig
+from ajq.broker.errors import AjbrokerError
+from ajq.protocol.defaults import DEFAULT_ENDPOINT
 
 
 def parse(argv: list[str] | None) -> BrokerConfig:
     p = argparse.ArgumentParser(prog="ajbroker", description="The ajq broker: durable queues on ZeroMQ and SQLite.")
-    p.add_argument("--bind", help="endpoint to listen on (env AJQ_BROKER; default tcp://127.0.0.1:7480)")
+    p.add_argument("--bind", help=f"endpoint to listen on (env AJQ_BROKER; default {DEFAULT_ENDPOINT})")
     p.add_argument("--db", help="SQLite file (env AJQ_DB; default ./ajq.db)")
     p.add_argument("--synchronous", help="FULL (default: every commit on disk), EXTRA, NORMAL or OFF")
     p.add_argument("--heartbeat", type=float, dest="heartbeat_s", help="seconds between heartbeats (default 1)")
@@ -38,11 +39,11 @@ def parse(argv: list[str] | None) -> BrokerConfig:
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        from broker.server import Server
+        from ajq.broker.server import Server
 
         config = parse(argv)
         server = Server(config)
-    except BrokerError as exc:
+    except AjbrokerError as exc:
         print(f"ajbroker: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:  # zmq bind errors and the like: one clear line, no traceback

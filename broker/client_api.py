@@ -9,13 +9,12 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import msgpack
-
-from broker.store import NewTask, QueueRow, TaskRow
-from protocol import FINAL_STATES, ErrorCode, Frame, Kind, ProtocolError
-from protocol.clock import Now
+from ajq.broker.store import NewTask, QueueRow, TaskRow
+from ajq.protocol import FINAL_STATES, ErrorCode, Frame, Kind, ProtocolError, TaskState
+from ajq.protocol.clock import Now
 
 if TYPE_CHECKING:
-    from broker.core import Broker
+    from ajq.broker.core import Broker
 
 
 def new_ids(n: int) -> list[str]:
@@ -54,11 +53,11 @@ def _insert_plain(b: Broker, queue: str, ids: list[str], tasks: list[dict[str, A
     b.store.insert_plain(
         queue, [(i, t["type"], t["payload"], t.get("deadline")) for i, t in zip(ids, tasks, strict=True)], now.wall
     )
-    b.counts[queue]["new"] += len(ids)
+    b.counts[queue][TaskState.NEW] += len(ids)
     b.dirty.add(queue)
     if b.events.subscribers:
         for i, t in zip(ids, tasks, strict=True):
-            b.events.emit(i, queue, t["type"], "new", 0, None, now.wall)
+            b.events.emit(i, queue, t["type"], TaskState.NEW, 0, None, now.wall)
 
 
 def _insert_shaped(b: Broker, queue: str, ids: list[str], tasks: list[dict[str, Any]], now: Now) -> None:
@@ -68,7 +67,7 @@ def _insert_shaped(b: Broker, queue: str, ids: list[str], tasks: list[dict[str, 
     for row in rows:
         b.counts[queue][row.state] += 1
         b.events.emit(row.id, queue, row.type, row.state, 0, row.last_error, now.wall)
-        if row.state in ("new", "scheduled"):
+        if row.state in (TaskState.NEW, TaskState.SCHEDULED):
             b.wake_queue(queue, row.ready_at, now)
 
 
@@ -77,12 +76,12 @@ def _shape(b: Broker, queue: str, task_id: str, t: dict[str, Any], batch: dict[s
     run_at, parents = t.get("run_at"), t.get("depends_on") or []
     if run_at is not None and parents:
         raise ProtocolError(ErrorCode.BAD_FIELD, "a task cannot have both run_at and depends_on: choose one")
-    state, ready_at, error = "new", now.wall, None
+    state, ready_at, error = TaskState.NEW, now.wall, None
     if run_at is not None and run_at > now.wall:
-        state, ready_at = "scheduled", run_at
+        state, ready_at = TaskState.SCHEDULED, run_at
     if parents:
         state, error = _dependency_state(b, task_id, parents, batch)
-    unique = "unique_for_s" in t and state != "unreachable"  # an ended task holds no lock
+    unique = "unique_for_s" in t and state != TaskState.UNREACHABLE  # an ended task holds no lock
     unique_key = _lock_unique(b, queue, task_id, t, now) if unique else None
     batch[task_id] = state
     return NewTask(
@@ -95,7 +94,7 @@ def _shape(b: Broker, queue: str, task_id: str, t: dict[str, Any], batch: dict[s
         unique_key=unique_key,
         parents=msgpack.packb(parents) if parents else None,
         load_results=bool(t.get("load_results")),
-        finished_at=now.wall if state == "unreachable" else None,
+        finished_at=now.wall if state == TaskState.UNREACHABLE else None,
         last_error=error,
     )
 
@@ -115,21 +114,23 @@ def _lock_unique(b: Broker, queue: str, task_id: str, t: dict[str, Any], now: No
     return key
 
 
-def _dependency_state(b: Broker, task_id: str, parents: list[str], batch: dict[str, str]) -> tuple[str, str | None]:
+def _dependency_state(
+    b: Broker, task_id: str, parents: list[str], batch: dict[str, str]
+) -> tuple[TaskState, str | None]:
     outside = [p for p in parents if p not in batch]
     states = {x.id: x.state for x in b.store.briefs(outside)} if outside else {}
     missing = [p for p in outside if p not in states]
     if missing:
         raise ProtocolError(ErrorCode.UNKNOWN_TASK, f"task {task_id} depends on {missing[0]!r}, which does not exist")
     states.update({p: batch[p] for p in parents if p in batch})
-    ended = [p for p in parents if states[p] in FINAL_STATES and states[p] != "complete"]
+    ended = [p for p in parents if states[p] in FINAL_STATES and states[p] != TaskState.COMPLETE]
     if ended:
-        return "unreachable", f"it depends on task {ended[0]}, which ended {states[ended[0]]}"
-    waiting = [p for p in parents if states[p] != "complete"]
+        return TaskState.UNREACHABLE, f"it depends on task {ended[0]}, which ended {states[ended[0]]}"
+    waiting = [p for p in parents if states[p] != TaskState.COMPLETE]
     if not waiting:
-        return "new", None
+        return TaskState.NEW, None
     b.store.add_deps(task_id, waiting)
-    return "blocked", None
+    return TaskState.BLOCKED, None
 
 
 def get(b: Broker, ident: bytes, frame: Frame, now: Now) -> None:

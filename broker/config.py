@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from broker.errors import ConfigError
+from ajq.broker.errors import BrokerConfigError
+from ajq.protocol.defaults import DEFAULT_ENDPOINT, endpoint
 
-DEFAULT_ENDPOINT = "tcp://127.0.0.1:7480"
 DEFAULT_DB = "./ajq.db"
 
 
@@ -24,8 +24,7 @@ class QueueDefaults:
     dead_retention_s: float = 90 * DAY_S
 
 
-# asyncjobs' implicit queue, and what any other queue gets when first named.
-DEFAULT_QUEUE = "DEFAULT"
+# asyncjobs' implicit queue (DEFAULT_QUEUE), and what any other queue gets when first named.
 DEFAULT_QUEUE_LIMITS = QueueDefaults(max_concurrent=100, max_run_time_s=60.0, max_tries=100)
 NEW_QUEUE_LIMITS = QueueDefaults(max_concurrent=100, max_run_time_s=3600.0, max_tries=-1)
 
@@ -43,13 +42,13 @@ class BrokerConfig:
 
     def __post_init__(self) -> None:
         if self.synchronous.upper() not in ("FULL", "NORMAL", "EXTRA", "OFF"):
-            raise ConfigError(f"synchronous={self.synchronous!r}: use FULL (durable), EXTRA, NORMAL or OFF")
+            raise BrokerConfigError(f"synchronous={self.synchronous!r}: use FULL (durable), EXTRA, NORMAL or OFF")
         if self.heartbeat_s <= 0:
-            raise ConfigError(f"heartbeat_s={self.heartbeat_s}: must be more than zero seconds")
+            raise BrokerConfigError(f"heartbeat_s={self.heartbeat_s}: must be more than zero seconds")
         if self.max_db_mb is not None and self.max_db_mb < 1:
-            raise ConfigError(f"max_db_mb={self.max_db_mb}: give at least 1 MB, or leave it unset")
+            raise BrokerConfigError(f"max_db_mb={self.max_db_mb}: give at least 1 MB, or leave it unset")
         if self.lease_grace_s < 0:
-            raise ConfigError(f"lease_grace_s={self.lease_grace_s}: must be zero or more seconds")
+            raise BrokerConfigError(f"lease_grace_s={self.lease_grace_s}: must be zero or more seconds")
 
     @property
     def events_endpoint(self) -> str:
@@ -59,7 +58,7 @@ class BrokerConfig:
             return self.events_bind
         base, _, port = self.bind.rpartition(":")
         if not self.bind.startswith("tcp://"):
-            raise ConfigError(f"cannot derive an events endpoint from {self.bind!r}: give --events explicitly")
+            raise BrokerConfigError(f"cannot derive an events endpoint from {self.bind!r}: give --events explicitly")
         if not port.isdigit() or int(port) == 0:
             return f"{base}:*"
         return f"{base}:{int(port) + 1}"
@@ -68,7 +67,7 @@ class BrokerConfig:
     def from_env(cls, **overrides: object) -> BrokerConfig:
         """Defaults, then AJQ_BROKER / AJQ_DB from the environment, then explicit overrides."""
         values: dict[str, object] = {
-            "bind": os.environ.get("AJQ_BROKER", DEFAULT_ENDPOINT),
+            "bind": endpoint(),
             "db": os.environ.get("AJQ_DB", DEFAULT_DB),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})

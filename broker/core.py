@@ -14,19 +14,20 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-from broker import admin_api, client_api, cron, lifecycle, retention, worker_api
-from broker.client_api import task_info
-from broker.config import DEFAULT_QUEUE, DEFAULT_QUEUE_LIMITS, NEW_QUEUE_LIMITS, BrokerConfig
-from broker.dispatch import dispatch
-from broker.events import Events
-from broker.leases import Lease, LeaseTable
-from broker.registry import Registry
-from broker.store import QueueRow, ScheduleRow, Store
-from broker.waiters import Waiters
-from protocol import ErrorCode, Kind, Limits, ProtocolError, decode, encode
-from protocol.clock import Now
-from protocol.codec import peek_corr
-from protocol.messages import check_body
+from ajq.broker import admin_api, client_api, cron, lifecycle, retention, worker_api
+from ajq.broker.client_api import task_info
+from ajq.broker.config import DEFAULT_QUEUE_LIMITS, NEW_QUEUE_LIMITS, BrokerConfig
+from ajq.broker.dispatch import dispatch
+from ajq.broker.events import Events
+from ajq.broker.leases import Lease, LeaseTable
+from ajq.broker.registry import Registry
+from ajq.broker.store import QueueRow, ScheduleRow, Store
+from ajq.broker.waiters import Waiters
+from ajq.protocol import ErrorCode, Kind, Limits, ProtocolError, decode, encode
+from ajq.protocol.clock import Now
+from ajq.protocol.codec import peek_corr
+from ajq.protocol.defaults import DEFAULT_QUEUE
+from ajq.protocol.messages import check_body
 
 log = logging.getLogger("ajq.broker")
 

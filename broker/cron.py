@@ -11,15 +11,14 @@ import logging
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from ajq.broker.client_api import new_ids
+from ajq.broker.store import NewTask, ScheduleRow
+from ajq.protocol import ErrorCode, Frame, Kind, ProtocolError, TaskState
+from ajq.protocol.clock import Now
 from croniter import croniter
 
-from broker.client_api import new_ids
-from broker.store import NewTask, ScheduleRow
-from protocol import ErrorCode, Frame, Kind, ProtocolError
-from protocol.clock import Now
-
 if TYPE_CHECKING:
-    from broker.core import Broker
+    from ajq.broker.core import Broker
 
 log = logging.getLogger("ajq.broker")
 
@@ -50,9 +49,9 @@ def fire_due(b: Broker, now: Now) -> None:
         [task_id] = new_ids(1)
         queue = b.queue(s.queue, now).name
         b.store.insert_tasks(queue, [NewTask(task_id, s.type, s.payload, ready_at=now.wall)], now.wall)
-        b.counts[queue]["new"] += 1
+        b.counts[queue][TaskState.NEW] += 1
         b.dirty.add(queue)
-        b.events.emit(task_id, queue, s.type, "new", 0, None, now.wall)
+        b.events.emit(task_id, queue, s.type, TaskState.NEW, 0, None, now.wall)
         fired = ScheduleRow(
             s.name, s.cron, s.type, s.payload, s.queue, next_run(s.cron, now.wall), now.wall, task_id, s.created_at
         )

@@ -12,15 +12,15 @@ from __future__ import annotations
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
-from broker import lifecycle
-from broker.leases import Lease
-from broker.registry import WorkerState
-from broker.store import ReadyTask, TaskBrief
-from protocol import decode_value
-from protocol.clock import Now
+from ajq.broker import lifecycle
+from ajq.broker.leases import Lease
+from ajq.broker.registry import WorkerState
+from ajq.broker.store import ReadyTask, TaskBrief
+from ajq.protocol import TaskState, decode_value
+from ajq.protocol.clock import Now
 
 if TYPE_CHECKING:
-    from broker.core import Broker
+    from ajq.broker.core import Broker
 
 
 def dispatch(b: Broker, now: Now) -> None:
@@ -46,7 +46,7 @@ def _open(b: Broker, queue: str) -> bool:
 
 def _room(b: Broker, queue: str) -> int:
     """Leases the queue may still grant now under its max_concurrent (the queue is open)."""
-    return b.queues[queue].max_concurrent - b.counts[queue]["active"]
+    return b.queues[queue].max_concurrent - b.counts[queue][TaskState.ACTIVE]
 
 
 def _serve(b: Broker, worker: WorkerState, eligible: list[str], budget: int, now: Now) -> bool:
@@ -90,7 +90,7 @@ def _expire_late(b: Broker, queue: str, rows: list[ReadyTask], now: Now) -> list
     if not late:
         return rows
     briefs = [TaskBrief(r.id, queue, r.type, r.state, r.tries, r.unique_key) for r in late]
-    lifecycle.end_unstarted(b, briefs, "expired", "its deadline passed before it could start", now)
+    lifecycle.end_unstarted(b, briefs, TaskState.EXPIRED, "its deadline passed before it could start", now)
     return [r for r in rows if r.deadline is None or r.deadline >= now.wall]
 
 
@@ -112,7 +112,7 @@ def _with_results(
             results[r.id] = got
     if too_big:
         error = f"its parents' results are over {budget} bytes together: pass references to large data, not the data"
-        lifecycle.end_unstarted(b, too_big, "terminated", error, now)
+        lifecycle.end_unstarted(b, too_big, TaskState.TERMINATED, error, now)
         gone = {t.id for t in too_big}
         rows = [r for r in rows if r.id not in gone]
     return rows, results
@@ -135,8 +135,8 @@ def _lease(
         updates.append((token, expires_wall, worker.worker_id, now.wall, row.seq))
         b.leases.add(Lease(row.id, queue, row.type, token, tries, now.mono + lease_s, worker.ident, row.unique_key))
         worker.running.add(row.id)
-        b.move(queue, row.state, "active")
-        b.events.emit(row.id, queue, row.type, "active", tries, None, now.wall)
+        b.move(queue, row.state, TaskState.ACTIVE)
+        b.events.emit(row.id, queue, row.type, TaskState.ACTIVE, tries, None, now.wall)
         item = _delivery(row, queue, token, tries, q.max_tries, q.max_run_time_s)
         if row.id in results:
             item["dependency_results"] = results[row.id]

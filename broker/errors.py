@@ -1,15 +1,15 @@
-"""The broker's exception tree: each error says what the operator should do."""
+"""The broker's exception tree: errors for whoever runs `ajbroker`, each saying what to change."""
 
 from __future__ import annotations
 
 
-class BrokerError(Exception):
-    """Root of every error the broker raises on purpose."""
+class AjbrokerError(Exception):
+    """Root of every error the broker raises on purpose: the operator of `ajbroker` must act."""
 
 
-class ConfigError(BrokerError):
+class BrokerConfigError(AjbrokerError):
     """A setting is invalid; the message names the setting and what it accepts."""
 
 
-class StoreError(BrokerError):
+class StoreError(AjbrokerError):
     """The database cannot be opened or written (disk full, permissions, a corrupt file)."""

@@ -6,14 +6,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from broker.leases import Lease
-from broker.store import TaskBrief
-from protocol.clock import Now
+from ajq.broker.leases import Lease
+from ajq.broker.store import TaskBrief
+from ajq.protocol.clock import Now
+from ajq.protocol.states import CANCELLED_ERROR, TaskState
 
 if TYPE_CHECKING:
-    from broker.core import Broker
-
-CANCELLED = "cancelled"
+    from ajq.broker.core import Broker
 
 
 def end_lease(b: Broker, lease: Lease) -> None:
@@ -26,11 +25,11 @@ def end_lease(b: Broker, lease: Lease) -> None:
 
 def finish(b: Broker, lease: Lease, state: str, result: bytes | None, error: str | None, now: Now) -> None:
     """The lease ends the task: complete, terminated or dead."""
-    if lease.task_id in b.cancelling and state != "complete":
-        state, error = "terminated", CANCELLED
+    if lease.task_id in b.cancelling and state != TaskState.COMPLETE:
+        state, error = TaskState.TERMINATED, CANCELLED_ERROR
     end_lease(b, lease)
     b.store.finish([(state, result, error, now.wall, lease.task_id)])
-    b.move(lease.queue, "active", state)
+    b.move(lease.queue, TaskState.ACTIVE, state)
     ended(b, lease.task_id, lease.queue, lease.type, state, lease.tries, error, lease.unique_key is not None, now)
 
 
@@ -38,25 +37,25 @@ def fail(b: Broker, lease: Lease, error: str, retry_in_s: float, now: Now) -> No
     """A failed try: wait and retry, or `dead` when the queue's max_tries are used up."""
     q = b.queues.get(lease.queue)
     if lease.task_id in b.cancelling or (q is not None and q.max_tries != -1 and lease.tries >= q.max_tries):
-        finish(b, lease, "dead", None, error, now)
+        finish(b, lease, TaskState.DEAD, None, error, now)
         return
     end_lease(b, lease)
     ready_at = now.wall + retry_in_s
     b.store.retry([(ready_at, error, lease.task_id)])
-    b.move(lease.queue, "active", "retry")
+    b.move(lease.queue, TaskState.ACTIVE, TaskState.RETRY)
     b.wake_queue(lease.queue, ready_at, now)
-    b.events.emit(lease.task_id, lease.queue, lease.type, "retry", lease.tries, error, now.wall)
+    b.events.emit(lease.task_id, lease.queue, lease.type, TaskState.RETRY, lease.tries, error, now.wall)
 
 
 def release(b: Broker, lease: Lease, now: Now) -> None:
     """Hand a task back without using a try (a worker shutting down before running it)."""
     if lease.task_id in b.cancelling:
-        finish(b, lease, "terminated", None, CANCELLED, now)
+        finish(b, lease, TaskState.TERMINATED, None, CANCELLED_ERROR, now)
         return
     end_lease(b, lease)
     b.store.unlease([(now.wall, lease.task_id)])
-    state = "retry" if lease.tries > 1 else "new"
-    b.move(lease.queue, "active", state)
+    state = TaskState.RETRY if lease.tries > 1 else TaskState.NEW
+    b.move(lease.queue, TaskState.ACTIVE, state)
     b.dirty.add(lease.queue)
     b.events.emit(lease.task_id, lease.queue, lease.type, state, lease.tries - 1, None, now.wall)
 
@@ -76,7 +75,7 @@ def ended(
 def resolve_dependants(b: Broker, parent: str, state: str, now: Now) -> None:
     """Tasks blocked on `parent` run once all their parents completed; any other end makes them
     (and, in turn, their own dependants) unreachable. A worklist, not recursion: chains can be long."""
-    if not any(counts["blocked"] for counts in b.counts.values()):
+    if not any(counts[TaskState.BLOCKED] for counts in b.counts.values()):
         return  # a dependency link lives only while its child is blocked: none, so no query per task
     work = [(parent, state)]
     while work:
@@ -85,24 +84,24 @@ def resolve_dependants(b: Broker, parent: str, state: str, now: Now) -> None:
         if not children:
             continue
         for child in b.store.briefs(children):
-            if child.state != "blocked":
+            if child.state != TaskState.BLOCKED:
                 continue
-            if state == "complete":
+            if state == TaskState.COMPLETE:
                 if not b.store.has_parents(child.id):
                     b.store.make_ready([child.id], now.wall)
-                    b.move(child.queue, "blocked", "new")
+                    b.move(child.queue, TaskState.BLOCKED, TaskState.NEW)
                     b.dirty.add(child.queue)
-                    b.events.emit(child.id, child.queue, child.type, "new", 0, None, now.wall)
+                    b.events.emit(child.id, child.queue, child.type, TaskState.NEW, 0, None, now.wall)
                 continue
             error = f"it depends on task {parent}, which ended {state}"
             b.store.drop_child(child.id)
-            b.store.end_waiting([child.id], "unreachable", error, now.wall)
-            b.move(child.queue, "blocked", "unreachable")
+            b.store.end_waiting([child.id], TaskState.UNREACHABLE, error, now.wall)
+            b.move(child.queue, TaskState.BLOCKED, TaskState.UNREACHABLE)
             b.finished.append(child.id)
             if child.unique_key:
                 b.store.release_uniques([child.id])
-            b.events.emit(child.id, child.queue, child.type, "unreachable", 0, error, now.wall)
-            work.append((child.id, "unreachable"))
+            b.events.emit(child.id, child.queue, child.type, TaskState.UNREACHABLE, 0, error, now.wall)
+            work.append((child.id, TaskState.UNREACHABLE))
 
 
 def end_unstarted(b: Broker, briefs: list[TaskBrief], state: str, error: str, now: Now) -> None:
@@ -111,7 +110,7 @@ def end_unstarted(b: Broker, briefs: list[TaskBrief], state: str, error: str, no
         return
     b.store.end_waiting([t.id for t in briefs], state, error, now.wall)
     for t in briefs:
-        if t.state == "blocked":
+        if t.state == TaskState.BLOCKED:
             b.store.drop_child(t.id)
         b.move(t.queue, t.state, state)
         ended(b, t.id, t.queue, t.type, state, t.tries, error, t.unique_key is not None, now)

@@ -5,15 +5,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from protocol.clock import Now
+from ajq.protocol.clock import Now
+from ajq.protocol.states import TaskState
 
 if TYPE_CHECKING:
-    from broker.core import Broker
+    from ajq.broker.core import Broker
 
 BATCH = 500  # rows deleted per queue and rule in one step
 EVERY_S = 1.0  # between trims when there is nothing left to trim
 SOON_S = 0.01  # between trims while a backlog remains
-ENDED = ("complete", "terminated", "expired", "unreachable")
+ENDED = (TaskState.COMPLETE, TaskState.TERMINATED, TaskState.EXPIRED, TaskState.UNREACHABLE)
 
 
 def trim(b: Broker, now: Now) -> float:
@@ -24,10 +25,10 @@ def trim(b: Broker, now: Now) -> float:
         ended = b.store.trim(q.name, ENDED, now.wall - q.retention_s, BATCH)
         for state in ended:
             counts[state] -= 1
-        dead = b.store.trim(q.name, ("dead",), now.wall - q.dead_retention_s, BATCH)
-        counts["dead"] -= len(dead)
-        excess = counts["dead"] - q.dead_max
+        dead = b.store.trim(q.name, (TaskState.DEAD,), now.wall - q.dead_retention_s, BATCH)
+        counts[TaskState.DEAD] -= len(dead)
+        excess = counts[TaskState.DEAD] - q.dead_max
         if excess > 0:
-            counts["dead"] -= b.store.trim_oldest(q.name, "dead", min(excess, BATCH))
+            counts[TaskState.DEAD] -= b.store.trim_oldest(q.name, TaskState.DEAD, min(excess, BATCH))
         backlog = backlog or len(ended) == BATCH or len(dead) == BATCH or excess > BATCH
     return SOON_S if backlog else EVERY_S

@@ -12,12 +12,11 @@ import socket
 from collections.abc import Callable
 
 import zmq
-
-from broker.config import BrokerConfig
-from broker.core import Broker
-from broker.store import Store
-from protocol.clock import Clock, SystemClock
-from protocol.limits import HARD_FRAME_BYTES
+from ajq.broker.config import BrokerConfig
+from ajq.broker.core import Broker
+from ajq.broker.store import Store
+from ajq.protocol.clock import Clock, SystemClock
+from ajq.protocol.limits import HARD_FRAME_BYTES
 
 log = logging.getLogger("ajq.broker")
 

@@ -9,15 +9,15 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from broker import lifecycle
-from broker.leases import Lease
-from broker.registry import WorkerState
-from protocol import ErrorCode, Frame, Kind, ProtocolError
-from protocol.clock import Now
-from protocol.limits import MAX_ERROR_CHARS
+from ajq.broker import lifecycle
+from ajq.broker.leases import Lease
+from ajq.broker.registry import WorkerState
+from ajq.protocol import ErrorCode, Frame, Kind, ProtocolError, TaskState
+from ajq.protocol.clock import Now
+from ajq.protocol.limits import cut_error
 
 if TYPE_CHECKING:
-    from broker.core import Broker
+    from ajq.broker.core import Broker
 
 
 def hello(b: Broker, ident: bytes, frame: Frame, now: Now) -> None:
@@ -82,9 +82,9 @@ def results(b: Broker, ident: bytes, frame: Frame, now: Now) -> None:
         outcome = item["outcome"]
         error = cut(item.get("error"))
         if outcome == "complete":
-            lifecycle.finish(b, lease, "complete", item.get("result"), None, now)
+            lifecycle.finish(b, lease, TaskState.COMPLETE, item.get("result"), None, now)
         elif outcome == "terminate":
-            lifecycle.finish(b, lease, "terminated", None, error or "terminated by its handler", now)
+            lifecycle.finish(b, lease, TaskState.TERMINATED, None, error or "terminated by its handler", now)
         else:
             lifecycle.fail(b, lease, error or "failed", float(item.get("retry_in_s", 0.0)), now)
         accepted.append(lease.task_id)
@@ -103,10 +103,10 @@ def _late_but_current(b: Broker, item: dict[str, Any], now: Now) -> bool:
     if item["outcome"] == "fail":
         return False
     row = b.store.get_task(item["id"])
-    if row is None or row.state not in ("retry", "dead") or row.token != item["token"]:
+    if row is None or row.state not in (TaskState.RETRY, TaskState.DEAD) or row.token != item["token"]:
         return False
-    state = "complete" if item["outcome"] == "complete" else "terminated"
-    error = None if state == "complete" else cut(item.get("error")) or "terminated by its handler"
+    state = TaskState.COMPLETE if item["outcome"] == "complete" else TaskState.TERMINATED
+    error = None if state == TaskState.COMPLETE else cut(item.get("error")) or "terminated by its handler"
     b.store.finish([(state, item.get("result"), error, now.wall, row.id)])
     b.move(row.queue, row.state, state)
     lifecycle.ended(b, row.id, row.queue, row.type, state, row.tries, error, row.unique_key is not None, now)
@@ -163,9 +163,8 @@ def _stale(task_id: str, token: int) -> list[Any]:
 
 
 def cut(text: str | None) -> str | None:
-    if text is None or len(text) <= MAX_ERROR_CHARS:
-        return text
-    return text[: MAX_ERROR_CHARS - 20] + "\n...(cut)"
+    """A worker's error text within the protocol's limit (a worker of ours has cut it already)."""
+    return None if text is None else cut_error(text)
 
 
 def _registered(b: Broker, ident: bytes, now: Now) -> WorkerState:

@@ -1,23 +1,24 @@
 """The ajq client: submit tasks and read their state (sync `Client`, asyncio `AsyncClient`)."""
 
-from client.aio import AsyncClient
-from client.client import Client
-from client.errors import (
-    BrokerError,
+from ajq.client.aio import AsyncClient
+from ajq.client.client import Client
+from ajq.client.errors import (
+    BrokerFailure,
     ClientError,
     DuplicateTask,
     InvalidRequest,
     QueueNotFound,
+    RequestRefused,
     RequestTimeout,
     ScheduleNotFound,
     TaskNotFound,
     WaitTimeout,
 )
-from client.models import CronInfo, QueueInfo, Submitted, TaskInfo, WorkerInfo
+from ajq.client.models import CronInfo, QueueInfo, Submitted, TaskInfo, WorkerInfo
 
 __all__ = [
     "AsyncClient",
-    "BrokerError",
+    "BrokerFailure",
     "Client",
     "ClientError",
     "CronInfo",
@@ -25,6 +26,7 @@ __all__ = [
     "InvalidRequest",
     "QueueInfo",
     "QueueNotFound",
+    "RequestRefused",
     "RequestTimeout",
     "ScheduleNotFound",
     "Submitted",

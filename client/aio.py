@@ -10,19 +10,18 @@ from typing import Any
 
 import zmq
 import zmq.asyncio
-
-from client import calls
-from client.client import WAIT_MARGIN_S
-from client.errors import ClientError, RequestTimeout, from_reply
-from client.models import QueueInfo, Submitted, TaskInfo
-from protocol import Kind, ProtocolError, decode, encode
+from ajq.client import calls
+from ajq.client.client import WAIT_MARGIN_S
+from ajq.client.errors import ClientError, RequestTimeout, from_reply
+from ajq.client.models import QueueInfo, Submitted, TaskInfo
+from ajq.protocol import DEFAULT_QUEUE, Kind, ProtocolError, decode, defaults, encode
 
 
 class AsyncClient:
     """`async with AsyncClient(endpoint) as c: await c.submit(...)`; concurrent calls are fine."""
 
     def __init__(self, endpoint: str | None = None, *, timeout: float = 10.0) -> None:
-        self.endpoint = calls.endpoint(endpoint)
+        self.endpoint = defaults.endpoint(endpoint)
         self.timeout = timeout
         self._ctx = zmq.asyncio.Context()
         self._sock = self._ctx.socket(zmq.DEALER)
@@ -56,7 +55,7 @@ class AsyncClient:
         task_type: str,
         payload: Any = None,
         *,
-        queue: str = calls.DEFAULT_QUEUE,
+        queue: str = DEFAULT_QUEUE,
         task_id: str | None = None,
         deadline: datetime | float | None = None,
         run_at: datetime | float | None = None,
@@ -72,7 +71,7 @@ class AsyncClient:
         return Submitted(data["ids"][0], task_type, queue)
 
     async def submit_many(
-        self, tasks: Iterable[Any], *, queue: str = calls.DEFAULT_QUEUE, timeout: float | None = None
+        self, tasks: Iterable[Any], *, queue: str = DEFAULT_QUEUE, timeout: float | None = None
     ) -> list[str]:
         ids: list[str] = []
         for kind, body in calls.submit_batches(queue, calls.many_items(tasks)):

@@ -2,26 +2,19 @@
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from client.errors import ClientError
-from protocol import Kind, encode_value
-from protocol.limits import MAX_BATCH, MAX_PAYLOAD_BYTES
+from ajq.client.errors import ClientError
+from ajq.protocol import Kind, encode_value
+from ajq.protocol.limits import MAX_BATCH, MAX_PAYLOAD_BYTES
 
-DEFAULT_ENDPOINT = "tcp://127.0.0.1:7480"
-DEFAULT_QUEUE = "DEFAULT"
 BATCH_BYTES = 4 * 1024 * 1024  # a SUBMIT frame stays under half the broker's frame limit
 
 Request = tuple[Kind, dict[str, Any]]
-
-
-def endpoint(given: str | None) -> str:
-    return given or os.environ.get("AJQ_BROKER", DEFAULT_ENDPOINT)
 
 
 @dataclass(frozen=True)

@@ -13,9 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 import zmq
-
-from client import calls
-from client.cli_commands import (
+from ajq.client.cli_commands import (
     CANCEL_WAIT_S,
     Aborted,
     UsageError,
@@ -41,7 +39,7 @@ from client.cli_commands import (
     top_view,
     workers_ls,
 )
-from client.cli_views import (
+from ajq.client.cli_views import (
     STATES,
     count_or_zero,
     format_duration,
@@ -52,7 +50,8 @@ from client.cli_views import (
     positive_float,
     positive_int,
 )
-from client.errors import ClientError
+from ajq.client.errors import ClientError
+from ajq.protocol.defaults import DEFAULT_ENDPOINT, DEFAULT_QUEUE, endpoint
 
 __all__ = ["build_parser", "format_duration", "main", "parse_duration"]
 
@@ -106,7 +105,7 @@ def add_task_commands(groups: Any) -> None:
     add = command(sub, "add", task_add, "submit one task")
     add.add_argument("type", help="the task type, as a worker's handler is registered")
     add.add_argument("payload", nargs="?", help="the payload as JSON text (default null)")
-    add.add_argument("--queue", default=calls.DEFAULT_QUEUE, help="queue name (default DEFAULT)")
+    add.add_argument("--queue", default=DEFAULT_QUEUE, help="queue name (default DEFAULT)")
     add.add_argument("--id", help="task id (default: the broker makes one); makes a resubmit safe")
     when = add.add_mutually_exclusive_group()
     when.add_argument("--delay", type=parse_duration, help="run no sooner than this from now: 90s, 10m, 2h")
@@ -144,7 +143,7 @@ def add_other_commands(groups: Any) -> None:
     add.add_argument("cron", help='a cron expression, e.g. "*/5 * * * *"')
     add.add_argument("type", help="the task type to submit")
     add.add_argument("payload", nargs="?", help="the payload as JSON text (default null)")
-    add.add_argument("--queue", default=calls.DEFAULT_QUEUE, help="queue name (default DEFAULT)")
+    add.add_argument("--queue", default=DEFAULT_QUEUE, help="queue name (default DEFAULT)")
     command(sub, "ls", cron_ls, "list periodic tasks")
     command(sub, "view", cron_view, "show one periodic task").add_argument("name")
     command(sub, "rm", cron_rm, "delete a periodic task").add_argument("name")
@@ -158,7 +157,7 @@ def add_other_commands(groups: Any) -> None:
 def build_parser() -> argparse.ArgumentParser:
     """The argparse tree: `ajc [--broker E] [--timeout S] {queue,task,cron,workers,info,top} ...`."""
     p = argparse.ArgumentParser(prog="ajc", description="Admin CLI for the ajq broker.")
-    p.add_argument("--broker", help=f"broker endpoint (env AJQ_BROKER; default {calls.DEFAULT_ENDPOINT})")
+    p.add_argument("--broker", help=f"broker endpoint (env AJQ_BROKER; default {DEFAULT_ENDPOINT})")
     p.add_argument("--timeout", type=positive_float, default=10.0, help="seconds to wait for the broker (10)")
     groups = p.add_subparsers(dest="group", required=True, metavar="{queue,task,cron,workers,info,top}")
     add_queue_commands(groups)
@@ -190,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ClientError, Aborted) as exc:
         return fail(str(exc) or type(exc).__name__, 1)
     except zmq.ZMQError as exc:
-        return fail(f"cannot reach the broker at {calls.endpoint(args.broker)}: {exc}", 1)
+        return fail(f"cannot reach the broker at {endpoint(args.broker)}: {exc}", 1)
     except BrokenPipeError:  # `ajc task watch | head`: the reader left; say nothing more
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1

@@ -7,13 +7,11 @@ import json
 import sys
 from typing import Any
 
-from client import calls
-from client.cli_live import Filter, top, watch
-from client.cli_views import (
+from ajq.client.cli_live import Filter, top, watch
+from ajq.client.cli_views import (
     CRON_HEADERS,
     QUEUE_HEADERS,
     TASK_HEADERS,
-    WAITING,
     WORKER_HEADERS,
     cron_row,
     info_pairs,
@@ -30,9 +28,11 @@ from client.cli_views import (
     waiting,
     worker_row,
 )
-from client.client import Client
-from client.errors import ClientError, WaitTimeout
-from client.models import CronInfo, QueueInfo, TaskInfo
+from ajq.client.client import Client
+from ajq.client.errors import ClientError, WaitTimeout
+from ajq.client.models import CronInfo, QueueInfo, TaskInfo
+from ajq.protocol import WAITING_STATES
+from ajq.protocol.defaults import endpoint
 
 CANCEL_WAIT_S = 5.0
 
@@ -153,7 +153,7 @@ def queue_purge(args: argparse.Namespace) -> int:
     with connect(args) as c:
         if not args.yes:
             n = waiting(c.queue_info(args.name))
-            question = f"Delete the {n} waiting ({'/'.join(WAITING)}) tasks of queue {args.name!r}?"
+            question = f"Delete the {n} waiting ({'/'.join(WAITING_STATES)}) tasks of queue {args.name!r}?"
             confirm(question, f"purge {args.name!r}")
         purged = c.purge_queue(args.name)
     return done(args.json, {"queue": args.name, "purged": purged}, f"purged {purged} tasks from queue {args.name}")
@@ -297,7 +297,7 @@ def broker_info(args: argparse.Namespace) -> int:
     if args.json:
         print_json(plain(data))
     else:
-        print_pairs(f"broker {calls.endpoint(args.broker)}", info_pairs(data))
+        print_pairs(f"broker {endpoint(args.broker)}", info_pairs(data))
     return 0
 
 

@@ -14,11 +14,7 @@ from typing import Any
 
 import msgpack
 import zmq
-from rich.console import Group, RenderableType
-from rich.live import Live
-from rich.text import Text
-
-from client.cli_views import (
+from ajq.client.cli_views import (
     console,
     format_duration,
     one_line,
@@ -27,8 +23,11 @@ from client.cli_views import (
     worker_queues,
     yes_no,
 )
-from client.client import Client
-from client.models import QueueInfo, WorkerInfo
+from ajq.client.client import Client
+from ajq.client.models import QueueInfo, WorkerInfo
+from rich.console import Group, RenderableType
+from rich.live import Live
+from rich.text import Text
 
 FAILED = frozenset({"retry", "dead", "terminated", "expired", "unreachable"})  # a try or a task that failed
 WILDCARDS = frozenset({"*", "0.0.0.0", "::", "[::]", ""})

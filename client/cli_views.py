@@ -13,16 +13,14 @@ from dataclasses import fields
 from datetime import UTC, datetime
 from typing import Any
 
+from ajq.client.models import CronInfo, QueueInfo, TaskInfo, WorkerInfo
+from ajq.protocol import WAITING_STATES, TaskState
 from rich import box
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from client.models import CronInfo, QueueInfo, TaskInfo, WorkerInfo
-from protocol import TaskState
-
 STATES = [s.value for s in TaskState]
-WAITING = ("scheduled", "blocked", "new", "retry")  # what `queue purge` deletes and `top` shows as waiting
 UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
 SHORT_STATES = {
     "scheduled": "sched",
@@ -200,7 +198,7 @@ def one_line(text: str | None, limit: int = ERROR_CHARS) -> str:
 
 def waiting(q: QueueInfo) -> int:
     """Tasks of a queue that have not started yet."""
-    return sum(q.counts.get(s, 0) for s in WAITING)
+    return sum(q.counts.get(s, 0) for s in WAITING_STATES)
 
 
 def queue_settings(q: QueueInfo) -> list[str]:

@@ -10,11 +10,10 @@ from types import TracebackType
 from typing import Any
 
 import zmq
-
-from client import calls
-from client.errors import ClientError, RequestTimeout, from_reply
-from client.models import CronInfo, QueueInfo, Submitted, TaskInfo, WorkerInfo
-from protocol import Kind, ProtocolError, decode, encode, encode_value
+from ajq.client import calls
+from ajq.client.errors import ClientError, RequestTimeout, from_reply
+from ajq.client.models import CronInfo, QueueInfo, Submitted, TaskInfo, WorkerInfo
+from ajq.protocol import DEFAULT_QUEUE, Kind, ProtocolError, decode, defaults, encode, encode_value
 
 WAIT_MARGIN_S = 5.0  # extra time for the broker's own answer to a WAIT that ran out
 
@@ -27,7 +26,7 @@ class Client:
     """
 
     def __init__(self, endpoint: str | None = None, *, timeout: float = 10.0) -> None:
-        self.endpoint = calls.endpoint(endpoint)
+        self.endpoint = defaults.endpoint(endpoint)
         self.timeout = timeout
         self._ctx = zmq.Context()
         self._corr = itertools.count(1)
@@ -63,7 +62,7 @@ class Client:
         task_type: str,
         payload: Any = None,
         *,
-        queue: str = calls.DEFAULT_QUEUE,
+        queue: str = DEFAULT_QUEUE,
         task_id: str | None = None,
         deadline: datetime | float | None = None,
         run_at: datetime | float | None = None,
@@ -85,7 +84,7 @@ class Client:
         return Submitted(data["ids"][0], task_type, queue)
 
     def submit_many(
-        self, tasks: Iterable[Any], *, queue: str = calls.DEFAULT_QUEUE, timeout: float | None = None
+        self, tasks: Iterable[Any], *, queue: str = DEFAULT_QUEUE, timeout: float | None = None
     ) -> list[str]:
         """Submit many tasks in batches; returns their ids in order. Each batch commits whole."""
         ids: list[str] = []
@@ -181,7 +180,7 @@ class Client:
         return data
 
     def add_cron(
-        self, name: str, cron: str, task_type: str, payload: Any = None, *, queue: str = calls.DEFAULT_QUEUE,
+        self, name: str, cron: str, task_type: str, payload: Any = None, *, queue: str = DEFAULT_QUEUE,
         timeout: float | None = None,
     ) -> CronInfo:  # fmt: skip
         """Create or replace a periodic task: the broker submits `task_type` on every `cron` match (UTC)."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from protocol import ErrorCode
+from ajq.protocol import ErrorCode
 
 
 class ClientError(Exception):
@@ -13,43 +13,43 @@ class RequestTimeout(ClientError, TimeoutError):
     """The broker did not answer in time; whether the request was applied is unknown."""
 
 
-class BrokerError(ClientError):
-    """The broker refused a request; `code` is the protocol's error code."""
+class RequestRefused(ClientError):
+    """The broker answered the request with an error; `code` is the protocol's error code."""
 
     def __init__(self, code: ErrorCode, message: str) -> None:
         super().__init__(message)
         self.code = code
 
 
-class InvalidRequest(BrokerError):
+class InvalidRequest(RequestRefused):
     """The request broke a rule (a field, a size limit): fix the call."""
 
 
-class TaskNotFound(BrokerError):
-    pass
+class TaskNotFound(RequestRefused):
+    """No task has that id: it was never submitted, or retention or `delete` removed it."""
 
 
-class QueueNotFound(BrokerError):
-    pass
+class QueueNotFound(RequestRefused):
+    """No queue has that name: submit to it, or `configure_queue` it, first."""
 
 
-class ScheduleNotFound(BrokerError):
-    pass
+class ScheduleNotFound(RequestRefused):
+    """No cron schedule has that name: list them with `crons()`."""
 
 
-class DuplicateTask(BrokerError):
+class DuplicateTask(RequestRefused):
     """A task with that id exists already."""
 
 
-class WaitTimeout(BrokerError, TimeoutError):
+class WaitTimeout(RequestRefused, TimeoutError):
     """The task did not end within the wait."""
 
 
-class BrokerFailure(BrokerError):
+class BrokerFailure(RequestRefused):
     """The broker could not apply the request (e.g. its disk is full); nothing changed."""
 
 
-_BY_CODE: dict[ErrorCode, type[BrokerError]] = {
+_BY_CODE: dict[ErrorCode, type[RequestRefused]] = {
     ErrorCode.UNKNOWN_TASK: TaskNotFound,
     ErrorCode.UNKNOWN_QUEUE: QueueNotFound,
     ErrorCode.UNKNOWN_SCHEDULE: ScheduleNotFound,
@@ -59,9 +59,9 @@ _BY_CODE: dict[ErrorCode, type[BrokerError]] = {
 }
 
 
-def from_reply(code: int, message: str) -> BrokerError:
+def from_reply(code: int, message: str) -> RequestRefused:
     try:
         ecode = ErrorCode(code)
     except ValueError:
-        return BrokerError(ErrorCode.INTERNAL, f"unknown error code {code}: {message}")
+        return RequestRefused(ErrorCode.INTERNAL, f"unknown error code {code}: {message}")
     return _BY_CODE.get(ecode, InvalidRequest)(ecode, message)

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from protocol import FINAL_STATES, decode_value
+from ajq.protocol import FINAL_STATES, decode_value
 
 
 def _when(ts: float | None) -> datetime | None:

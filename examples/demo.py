@@ -11,10 +11,9 @@ import sys
 import time
 from pathlib import Path
 
+from ajq.client import Client, ClientError
 from rich.console import Console
 from rich.table import Table
-
-from client import Client, ClientError
 
 ENDPOINT = "tcp://127.0.0.1:7480"
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,7 +45,7 @@ def main() -> int:
         if broker_up(probe):
             console.print(f"[red]demo: a broker already answers at {ENDPOINT}; stop it first[/red]")
             return 1
-    broker = start(["-m", "broker"])
+    broker = start(["-m", "ajq.broker"])
     worker = None
     try:
         with Client(ENDPOINT) as c:
@@ -54,7 +53,7 @@ def main() -> int:
             worker = start(
                 [
                     "-m",
-                    "worker",
+                    "ajq.worker",
                     "--procs",
                     "auto",
                     "--queue",

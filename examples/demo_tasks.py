@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
-from worker import Router, Task, TerminateTask
+from ajq.worker import Router, Task, TerminateTask
 
 router = Router()
 

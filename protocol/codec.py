@@ -6,10 +6,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgpack
-
-from protocol.errors import ErrorCode, ProtocolError
-from protocol.limits import Limits
-from protocol.messages import Kind, check_body
+from ajq.protocol.errors import ErrorCode, ProtocolError
+from ajq.protocol.limits import Limits
+from ajq.protocol.messages import Kind, check_body
 
 VERSION = 1
 _KINDS = {k.value: k for k in Kind}

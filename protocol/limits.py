@@ -10,6 +10,7 @@ MAX_PAYLOAD_BYTES = 1024 * 1024  # one task's encoded payload or result
 MAX_BATCH = 10_000  # tasks in one SUBMIT, leases in one RESULTS
 MAX_NAME_CHARS = 200  # queue names and task types
 MAX_ERROR_CHARS = 8_000  # stored error text; longer text is cut, not refused
+CUT_MARK = "\n...(cut)"
 
 
 @dataclass(frozen=True)
@@ -19,3 +20,10 @@ class Limits:
     max_frame_bytes: int = MAX_FRAME_BYTES
     max_payload_bytes: int = MAX_PAYLOAD_BYTES
     max_batch: int = MAX_BATCH
+
+
+def cut_error(text: str) -> str:
+    """`text` within MAX_ERROR_CHARS, marked where it was cut (worker and broker cut alike)."""
+    if len(text) <= MAX_ERROR_CHARS:
+        return text
+    return text[: MAX_ERROR_CHARS - len(CUT_MARK)] + CUT_MARK

@@ -11,8 +11,8 @@ from collections.abc import Callable
 from enum import StrEnum
 from typing import Any
 
-from protocol.errors import ErrorCode, ProtocolError
-from protocol.limits import MAX_NAME_CHARS, Limits
+from ajq.protocol.errors import ErrorCode, ProtocolError
+from ajq.protocol.limits import MAX_NAME_CHARS, Limits
 
 
 class Kind(StrEnum):

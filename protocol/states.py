@@ -21,3 +21,6 @@ class TaskState(StrEnum):
 FINAL_STATES = frozenset(
     {TaskState.COMPLETE, TaskState.TERMINATED, TaskState.EXPIRED, TaskState.DEAD, TaskState.UNREACHABLE}
 )
+WAITING_STATES = (TaskState.SCHEDULED, TaskState.BLOCKED, TaskState.NEW, TaskState.RETRY)  # not started yet
+
+CANCELLED_ERROR = "cancelled"  # the last error of a task that a cancel ended

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from client import Client, ClientError
+from ajq.client import Client, ClientError
 
 REPO = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
@@ -144,7 +144,7 @@ def start_broker(tmp: Path, *extra: str) -> BrokerHandle:
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     db = tmp / "ajq.db"
     events = f"tcp://127.0.0.1:{free_port()}"
-    args = ["-m", "broker", "--bind", endpoint, "--events", events, "--db", str(db), "--heartbeat", "0.2",
+    args = ["-m", "ajq.broker", "--bind", endpoint, "--events", events, "--db", str(db), "--heartbeat", "0.2",
             "--lease-grace", "0.5", *extra]  # fmt: skip
     handle = BrokerHandle(endpoint, db, Proc(args, tmp / "broker.log", tmp).start())
     handle.ready()
@@ -169,7 +169,7 @@ def start_worker(
 ) -> Proc:
     """Start `ajworker` and wait until the broker lists it."""
     c = broker.client(timeout=2)
-    args = ["-m", "worker", "--broker", broker.endpoint, "--procs", str(procs), *extra]
+    args = ["-m", "ajq.worker", "--broker", broker.endpoint, "--procs", str(procs), *extra]
     for q in queues:
         args += ["--queue", q]
     n = len(list(tmp.glob("worker*.log")))

@@ -6,8 +6,7 @@ import time
 from typing import Any
 
 import zmq
-
-from protocol import Frame, Kind, decode, encode
+from ajq.protocol import Frame, Kind, decode, encode
 
 
 class RawPeer:

@@ -13,12 +13,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from client import Client, ClientError
-from client.cli import format_duration, main, parse_duration
-from client.cli_live import Tally, events_endpoint
-from client.cli_views import parse_deadline, parse_time
-from protocol import TaskState
+from ajq.client import Client, ClientError
+from ajq.client.cli import format_duration, main, parse_duration
+from ajq.client.cli_live import Tally, events_endpoint
+from ajq.client.cli_views import parse_deadline, parse_time
+from ajq.protocol import TaskState
 
 REPO = Path(__file__).resolve().parent.parent
 START_DEADLINE_S = 10.0
@@ -54,7 +53,7 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     log = tmp / "broker.log"
     events = f"tcp://127.0.0.1:{free_port()}"
-    cmd = [sys.executable, "-m", "broker", "--bind", endpoint, "--events", events, "--db", str(tmp / "ajq.db")]
+    cmd = [sys.executable, "-m", "ajq.broker", "--bind", endpoint, "--events", events, "--db", str(tmp / "ajq.db")]
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
     try:
@@ -71,7 +70,7 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 def ajc(*args: str) -> subprocess.CompletedProcess[str]:
     """Run the CLI as its own process, the way a user does."""
-    cmd = [sys.executable, "-m", "client.cli", *args]
+    cmd = [sys.executable, "-m", "ajq.client.cli", *args]
     return subprocess.run(cmd, cwd=REPO, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30)
 
 
@@ -423,7 +422,7 @@ def test_top_once(broker: str) -> None:
 def test_task_watch_prints_events(broker: str) -> None:
     # Given `task watch` for a fresh queue, started first
     cmd = [
-        sys.executable, "-m", "client.cli", "--broker", broker, "task", "watch", "--queue", "watched", "--json",
+        sys.executable, "-m", "ajq.client.cli", "--broker", broker, "task", "watch", "--queue", "watched", "--json",
         "--count", "2", "--timeout", "10",
     ]  # fmt: skip
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -7,12 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from broker.config import BrokerConfig
-from broker.core import Broker
-from broker.store import Store
-from protocol import ErrorCode, Frame, Kind, decode, encode, encode_value
-from protocol.clock import Now
+from ajq.broker.config import BrokerConfig
+from ajq.broker.core import Broker
+from ajq.broker.store import Store
+from ajq.protocol import ErrorCode, Frame, Kind, decode, encode, encode_value
+from ajq.protocol.clock import Now
 
 W1, W2, C = b"w1", b"w2", b"\x00client"
 

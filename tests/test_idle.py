@@ -39,7 +39,7 @@ def test_idle_broker_and_worker_use_almost_no_cpu(broker: BrokerHandle, tmp_path
 
 @pytest.mark.timeout(60)
 def test_worker_without_a_broker_does_not_spin(tmp_path: Path, procs: list[Proc]) -> None:
-    args = ["-m", "worker", "--broker", f"tcp://127.0.0.1:{free_port()}", "--procs", "1", APP]
+    args = ["-m", "ajq.worker", "--broker", f"tcp://127.0.0.1:{free_port()}", "--procs", "1", APP]
     w = Proc(args, tmp_path / "lonely.log", tmp_path).start()
     procs.append(w)
     wait_for(lambda: len(psutil.Process(w.pid).children()) == 1, 15, "the pool to fork")

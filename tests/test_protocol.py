@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import msgpack
 import pytest
-
-from protocol import ErrorCode, Kind, Limits, ProtocolError, decode, decode_value, encode, encode_value
+from ajq.protocol import ErrorCode, Kind, Limits, ProtocolError, decode, decode_value, encode, encode_value
 
 
 def test_round_trip_keeps_kind_corr_and_body() -> None:

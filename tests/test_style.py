@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from tests import layout
 from tests.harness import REPO
 
 
@@ -19,7 +20,7 @@ def test_ruff_is_clean() -> None:
 
 @pytest.mark.timeout(300)
 def test_mypy_is_clean() -> None:
-    run = subprocess.run([sys.executable, "-m", "mypy"], cwd=REPO, capture_output=True, text=True)
+    run = layout.mypy()
     assert run.returncode == 0, run.stdout + run.stderr
 
 

@@ -16,16 +16,16 @@ from typing import Any
 import msgpack
 import psutil
 import pytest
+from ajq.client import Client
+from ajq.protocol import Kind, decode_value, encode_value
+from ajq.worker import Router, Task, TerminateTask
+from ajq.worker.child import run_one
+from ajq.worker.cli import build_parser, config_from_args
+from ajq.worker.errors import NoHandler, WorkerConfigError
+from ajq.worker.pool import Child, ErrorHandlerRuns, Extend, Pool
 
-from client import Client
-from protocol import Kind, decode_value, encode_value
 from tests.apps import features
 from tests.harness import BrokerHandle, Proc, events, start_worker, wait_for
-from worker import Router, Task, TerminateTask
-from worker.child import run_one
-from worker.cli import build_parser, config_from_args
-from worker.errors import ConfigError, NoHandler
-from worker.pool import Child, ErrorHandlerRuns, Extend, Pool
 
 APP = "tests.apps.features:router"
 
@@ -171,7 +171,7 @@ def test_cli_refuses_a_bad_weight(queue: str, message: str, capsys: pytest.Captu
 
 
 def test_a_queue_named_twice_is_a_config_error() -> None:
-    with pytest.raises(ConfigError, match="named twice"):
+    with pytest.raises(WorkerConfigError, match="named twice"):
         config_from_args(build_parser().parse_args(["app:router", "--queue", "a=2", "--queue", "a"]))
 
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from worker import RETRY_LINEAR_ONE_HOUR, RETRY_LINEAR_ONE_MINUTE, RETRY_LINEAR_TEN_MINUTES, RetryPolicy, Router
-from worker.cpus import available_cpus, cgroup_quota
-from worker.retry import RETRY_SIDEKIQ, by_name
+from ajq.worker import RETRY_LINEAR_ONE_HOUR, RETRY_LINEAR_ONE_MINUTE, RETRY_LINEAR_TEN_MINUTES, RetryPolicy, Router
+from ajq.worker.cpus import available_cpus, cgroup_quota
+from ajq.worker.retry import RETRY_SIDEKIQ, by_name
 
 
 def test_router_prefers_exact_then_longest_prefix_then_catch_all() -> None:
@@ -71,10 +70,10 @@ def test_cgroup_quota_is_read_from_v1_files(tmp_path: Path) -> None:
 
 def test_supervisor_resends_outcomes_only_when_the_broker_could_not_write() -> None:
     # Given a supervisor (not started: no processes) with two batches awaiting the broker's answer.
-    from protocol import ErrorCode, Kind
-    from worker.config import WorkerConfig
-    from worker.retry import RETRY_DEFAULT
-    from worker.supervisor import Supervisor
+    from ajq.protocol import ErrorCode, Kind
+    from ajq.worker.config import WorkerConfig
+    from ajq.worker.retry import RETRY_DEFAULT
+    from ajq.worker.supervisor import Supervisor
 
     sup = Supervisor(WorkerConfig(), Router(), RETRY_DEFAULT)
     item = {"id": "t", "token": 1, "outcome": "complete"}

@@ -1,7 +1,16 @@
 """ajworker: a supervisor and a pool of forked processes running the app's task handlers."""
 
-from worker.errors import BadResult, ChildDied, HardTimeout, LeaseRanOut, NoHandler, TerminateTask, WorkerError
-from worker.retry import (
+from ajq.worker.errors import (
+    BadResult,
+    ChildDied,
+    HardTimeout,
+    LeaseRanOut,
+    NoHandler,
+    TerminateTask,
+    WorkerConfigError,
+    WorkerError,
+)
+from ajq.worker.retry import (
     RETRY_DEFAULT,
     RETRY_LINEAR_ONE_HOUR,
     RETRY_LINEAR_ONE_MINUTE,
@@ -10,8 +19,8 @@ from worker.retry import (
     RetryPolicy,
     SidekiqPolicy,
 )
-from worker.router import Router
-from worker.task import Task
+from ajq.worker.router import Router
+from ajq.worker.task import Task
 
 __all__ = [
     "RETRY_DEFAULT",
@@ -29,5 +38,6 @@ __all__ = [
     "SidekiqPolicy",
     "Task",
     "TerminateTask",
+    "WorkerConfigError",
     "WorkerError",
 ]

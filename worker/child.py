@@ -19,12 +19,11 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 import msgpack
-
-from protocol import encode_value
-from protocol.limits import MAX_ERROR_CHARS, MAX_PAYLOAD_BYTES
-from worker.errors import BadResult, NoHandler, TerminateTask
-from worker.router import Router
-from worker.task import Task, task_from_item
+from ajq.protocol import encode_value
+from ajq.protocol.limits import MAX_PAYLOAD_BYTES, cut_error
+from ajq.worker.errors import BadResult, NoHandler, TerminateTask
+from ajq.worker.router import Router
+from ajq.worker.task import Task, task_from_item
 
 Send = Callable[[dict[str, Any]], None]
 
@@ -118,7 +117,7 @@ def _run(router: Router, task: Task, link: _Link) -> dict[str, Any]:
         value = router.wrap(handler)(task)
     except TerminateTask as exc:
         _report(router, task, link, exc)
-        return {"outcome": "terminate", "error": _cut(f"TerminateTask: {exc}")}
+        return {"outcome": "terminate", "error": cut_error(f"TerminateTask: {exc}")}
     except BaseException as exc:
         _report(router, task, link, exc)
         return _fail(_describe(exc))
@@ -147,15 +146,10 @@ def _report(router: Router, task: Task, link: _Link, error: BaseException) -> No
 
 def _fail(error: str) -> dict[str, Any]:
     """A `fail` outcome with its error cut to what the broker stores."""
-    return {"outcome": "fail", "error": _cut(error)}
+    return {"outcome": "fail", "error": cut_error(error)}
 
 
 def _describe(exc: BaseException) -> str:
     """The exception and the end of its traceback, for last_error."""
     tb = "".join(traceback.format_exception(exc)[-6:])
     return f"{type(exc).__name__}: {exc}\n{tb}"
-
-
-def _cut(text: str) -> str:
-    """`text` within MAX_ERROR_CHARS, marked when cut."""
-    return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 20] + "\n...(cut)"

@@ -9,27 +9,28 @@ import os
 import sys
 from typing import Any
 
-from worker.config import MAX_WEIGHT, WorkerConfig
-from worker.cpus import available_cpus
-from worker.errors import ConfigError, WorkerError
-from worker.retry import BY_NAME, RETRY_DEFAULT, by_name
-from worker.router import Router
+from ajq.protocol.defaults import DEFAULT_ENDPOINT, DEFAULT_QUEUE
+from ajq.worker.config import MAX_WEIGHT, WorkerConfig
+from ajq.worker.cpus import available_cpus
+from ajq.worker.errors import WorkerConfigError, WorkerError
+from ajq.worker.retry import BY_NAME, RETRY_DEFAULT, by_name
+from ajq.worker.router import Router
 
 
 def load_router(spec: str) -> Router:
     """Import 'package.module:attribute' (the current directory is on the path) and check it."""
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:
-        raise ConfigError(f"app {spec!r}: write it as module:attribute, e.g. myapp.tasks:router")
+        raise WorkerConfigError(f"app {spec!r}: write it as module:attribute, e.g. myapp.tasks:router")
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise ConfigError(f"cannot import {module_name!r}: {exc}") from exc
+        raise WorkerConfigError(f"cannot import {module_name!r}: {exc}") from exc
     router = getattr(module, attr, None)
     if not isinstance(router, Router):
-        raise ConfigError(f"{spec!r} is {type(router).__name__}, not a worker.Router")
+        raise WorkerConfigError(f"{spec!r} is {type(router).__name__}, not a worker.Router")
     return router
 
 
@@ -94,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     """ajworker's command line; separate from main() so tests can parse without starting anything."""
     p = argparse.ArgumentParser(prog="ajworker", description="Run ajq tasks in a pool of forked processes.")
     p.add_argument("app", help="the Router to serve, as module:attribute (e.g. myapp.tasks:router)")
-    p.add_argument("--broker", help="broker endpoint (env AJQ_BROKER; default tcp://127.0.0.1:7480)")
+    p.add_argument("--broker", help=f"broker endpoint (env AJQ_BROKER; default {DEFAULT_ENDPOINT})")
     p.add_argument("--procs", type=parse_procs, default="auto", help="processes: a number or 'auto' (default)")
     p.add_argument(
         "--queue",
@@ -102,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
         dest="queues",
         type=parse_queue,
         metavar="NAME[=WEIGHT]",
-        help=f"queue to serve, with a weight from 1 to {MAX_WEIGHT} (default 1); repeatable; default DEFAULT",
+        help=f"queue to serve, with a weight from 1 to {MAX_WEIGHT} (default 1); repeatable; default {DEFAULT_QUEUE}",
     )
     p.add_argument("--strict", action="store_true", help="strict priority: serve queues in the order given")
     p.add_argument("--prefetch", type=int, default=-1, help="tasks held ready beyond --procs (default: adaptive)")
@@ -123,8 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace) -> WorkerConfig:
-    """The WorkerConfig the parsed arguments describe; ConfigError if they do not fit together."""
-    queues: list[tuple[str, int]] = args.queues or [("DEFAULT", 1)]
+    """The WorkerConfig the parsed arguments describe; WorkerConfigError if they do not fit together."""
+    queues: list[tuple[str, int]] = args.queues or [(DEFAULT_QUEUE, 1)]
     extra: dict[str, Any] = {"broker": args.broker} if args.broker else {}
     return WorkerConfig(
         procs=args.procs,
@@ -149,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = config_from_args(args)
         router = load_router(args.app)
-        from worker.supervisor import Supervisor
+        from ajq.worker.supervisor import Supervisor
 
         retry = by_name(args.retry) if args.retry else (router.retry or RETRY_DEFAULT)
         supervisor = Supervisor(config, router, retry)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 
-from worker.errors import ConfigError
+from ajq.protocol.defaults import DEFAULT_QUEUE, endpoint
+from ajq.worker.errors import WorkerConfigError
 
-DEFAULT_ENDPOINT = "tcp://127.0.0.1:7480"
 MAX_WEIGHT = 1000  # the protocol's bound on a queue weight
 
 
@@ -15,9 +14,9 @@ MAX_WEIGHT = 1000  # the protocol's bound on a queue weight
 class WorkerConfig:
     """Every ajworker setting, checked once when built; units are in the names."""
 
-    broker: str = field(default_factory=lambda: os.environ.get("AJQ_BROKER", DEFAULT_ENDPOINT))
+    broker: str = field(default_factory=endpoint)
     procs: int = 1  # child processes, one task each
-    queues: tuple[str, ...] = ("DEFAULT",)
+    queues: tuple[str, ...] = (DEFAULT_QUEUE,)
     weights: tuple[int, ...] = ()  # one per queue, 1 to MAX_WEIGHT; empty: all 1
     strict: bool = False  # strict priority in the order of `queues` (a queue only when earlier ones are empty)
     prefetch: int = -1  # tasks held ready beyond procs; -1: adaptive (about 25 ms of work)
@@ -30,25 +29,25 @@ class WorkerConfig:
     def __post_init__(self) -> None:
         """Refuse settings that cannot work, with a message saying what is accepted."""
         if self.procs < 1:
-            raise ConfigError(f"procs={self.procs}: need at least one process (or --procs auto)")
+            raise WorkerConfigError(f"procs={self.procs}: need at least one process (or --procs auto)")
         if not self.queues:
-            raise ConfigError("no queue to serve: name one with --queue")
+            raise WorkerConfigError("no queue to serve: name one with --queue")
         if len(set(self.queues)) != len(self.queues):
-            raise ConfigError(f"a queue is named twice in {list(self.queues)}: name each once")
+            raise WorkerConfigError(f"a queue is named twice in {list(self.queues)}: name each once")
         if not self.weights:
             object.__setattr__(self, "weights", (1,) * len(self.queues))  # frozen: set once, here
         self._check_weights()
         if self.shutdown_timeout_s < 0:
-            raise ConfigError("shutdown timeout must be zero or more seconds")
+            raise WorkerConfigError("shutdown timeout must be zero or more seconds")
         if self.max_tasks_per_child < 0:
-            raise ConfigError("max tasks per child must be zero (no limit) or more")
+            raise WorkerConfigError("max tasks per child must be zero (no limit) or more")
         if self.max_memory_per_child_mb < 0:
-            raise ConfigError("max memory per child must be zero (no limit) or more megabytes")
+            raise WorkerConfigError("max memory per child must be zero (no limit) or more megabytes")
 
     def _check_weights(self) -> None:
         """One weight per queue, each an integer from 1 to MAX_WEIGHT."""
         if len(self.weights) != len(self.queues):
-            raise ConfigError(f"{len(self.weights)} weights for {len(self.queues)} queues: give one per queue")
+            raise WorkerConfigError(f"{len(self.weights)} weights for {len(self.queues)} queues: give one per queue")
         for queue, weight in zip(self.queues, self.weights, strict=True):
             if isinstance(weight, bool) or not isinstance(weight, int) or not 1 <= weight <= MAX_WEIGHT:
-                raise ConfigError(f"queue {queue!r} has weight {weight!r}: use an integer from 1 to {MAX_WEIGHT}")
+                raise WorkerConfigError(f"queue {queue!r} has weight {weight!r}: use an integer from 1 to {MAX_WEIGHT}")

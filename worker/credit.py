@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from protocol.limits import MAX_BATCH, MAX_FRAME_BYTES
+from ajq.protocol.limits import MAX_BATCH, MAX_FRAME_BYTES
 
 BATCH_BYTES = MAX_FRAME_BYTES // 2  # outcomes per RESULTS message, by size
 

@@ -11,7 +11,7 @@ class WorkerError(Exception):
     """Root of every error the worker raises on purpose."""
 
 
-class ConfigError(WorkerError):
+class WorkerConfigError(WorkerError):
     """A setting or the app spec is invalid; the message says what is accepted."""
 
 

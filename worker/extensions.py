@@ -11,7 +11,7 @@ import logging
 import time
 from typing import Any
 
-from worker.pool import Child, Extend
+from ajq.worker.pool import Child, Extend
 
 log = logging.getLogger("ajq.worker")
 

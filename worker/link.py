@@ -15,9 +15,8 @@ import time
 from typing import Any
 
 import zmq
-
-from protocol import Frame, Kind, ProtocolError, decode, encode
-from worker.config import WorkerConfig
+from ajq.protocol import Frame, Kind, ProtocolError, decode, encode
+from ajq.worker.config import WorkerConfig
 
 log = logging.getLogger("ajq.worker")
 

@@ -11,14 +11,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from worker.errors import WorkerError
-from worker.retry import RetryPolicyProvider
-from worker.router import Router
-from worker.task import task_from_item
+from ajq.protocol import CANCELLED_ERROR
+from ajq.worker.errors import WorkerError
+from ajq.worker.retry import RetryPolicyProvider
+from ajq.worker.router import Router
+from ajq.worker.task import task_from_item
 
 log = logging.getLogger("ajq.worker")
-
-CANCELLED = "cancelled"  # the error text of a task ended by a cancel
 
 
 class Outcomes:
@@ -54,7 +53,8 @@ class Outcomes:
     def cancelled(self, item: dict[str, Any]) -> None:
         """The broker cancelled this lease: the task ends, terminated, with no more tries."""
         log.info("task %s (%s): cancelled", item["id"], item["type"])
-        self.pending.append({"id": item["id"], "token": item["token"], "outcome": "terminate", "error": CANCELLED})
+        outcome = {"id": item["id"], "token": item["token"], "outcome": "terminate", "error": CANCELLED_ERROR}
+        self.pending.append(outcome)
 
     def take(self) -> list[dict[str, Any]]:
         """Every pending item, emptying the list (for one flush)."""

@@ -21,9 +21,8 @@ from typing import Any
 
 import msgpack
 import psutil  # type: ignore[import-untyped]
-
-from worker.child import child_main
-from worker.router import Router
+from ajq.worker.child import child_main
+from ajq.worker.router import Router
 
 PR_SET_PDEATHSIG = 1
 

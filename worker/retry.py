@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from worker.errors import ConfigError
+from ajq.worker.errors import WorkerConfigError
 
 
 class RetryPolicyProvider(Protocol):
@@ -28,9 +28,9 @@ class RetryPolicy:
 
     def __post_init__(self) -> None:
         if not self.intervals or any(i < 0 for i in self.intervals):
-            raise ConfigError("a RetryPolicy needs at least one interval, none negative")
+            raise WorkerConfigError("a RetryPolicy needs at least one interval, none negative")
         if self.jitter < 0:
-            raise ConfigError("a RetryPolicy's jitter must be zero or more")
+            raise WorkerConfigError("a RetryPolicy's jitter must be zero or more")
 
     def delay(self, n: int) -> float:
         interval = self.intervals[min(max(n, 0), len(self.intervals) - 1)]
@@ -75,4 +75,4 @@ def by_name(name: str) -> RetryPolicyProvider:
     try:
         return BY_NAME[name]
     except KeyError:
-        raise ConfigError(f"unknown retry policy {name!r}: use one of {', '.join(BY_NAME)}") from None
+        raise WorkerConfigError(f"unknown retry policy {name!r}: use one of {', '.join(BY_NAME)}") from None

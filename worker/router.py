@@ -12,8 +12,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
-    from worker.retry import RetryPolicyProvider
-    from worker.task import Task
+    from ajq.worker.retry import RetryPolicyProvider
+    from ajq.worker.task import Task
 
 Handler = Callable[["Task"], Any]
 Middleware = Callable[["Task", Handler], Any]  # mw(task, call_next) -> result

@@ -19,17 +19,16 @@ from enum import Enum
 from typing import Any
 
 import zmq
-
-from protocol import ErrorCode, Kind
-from worker.config import WorkerConfig
-from worker.credit import Prefetch, batches
-from worker.errors import ChildDied, HardTimeout, LeaseRanOut
-from worker.extensions import Extensions
-from worker.link import BrokerLink
-from worker.outcomes import Outcomes
-from worker.pool import Child, ErrorHandlerRuns, Extend, Pool
-from worker.retry import RetryPolicyProvider
-from worker.router import Router
+from ajq.protocol import ErrorCode, Kind
+from ajq.worker.config import WorkerConfig
+from ajq.worker.credit import Prefetch, batches
+from ajq.worker.errors import ChildDied, HardTimeout, LeaseRanOut
+from ajq.worker.extensions import Extensions
+from ajq.worker.link import BrokerLink
+from ajq.worker.outcomes import Outcomes
+from ajq.worker.pool import Child, ErrorHandlerRuns, Extend, Pool
+from ajq.worker.retry import RetryPolicyProvider
+from ajq.worker.router import Router
 
 log = logging.getLogger("ajq.worker")
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from protocol import decode_value
+from ajq.protocol import decode_value
 
 log = logging.getLogger("ajq.task")
 

@@ -11,12 +11,12 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from broker.errors import StoreError
-from broker.store.graph import GraphSQL
-from broker.store.rows import ActiveTask, NewTask, QueueRow, ReadyTask, ScheduleRow, TaskBrief, TaskRow
-from broker.store.schedules import ScheduleSQL
-from broker.store.schema import SCHEMA, SCHEMA_VERSION
-from broker.store.tasks import TaskSQL
+from ajq.broker.errors import StoreError
+from ajq.broker.store.graph import GraphSQL
+from ajq.broker.store.rows import ActiveTask, NewTask, QueueRow, ReadyTask, ScheduleRow, TaskBrief, TaskRow
+from ajq.broker.store.schedules import ScheduleSQL
+from ajq.broker.store.schema import SCHEMA, SCHEMA_VERSION
+from ajq.broker.store.tasks import TaskSQL
 
 __all__ = ["ActiveTask", "NewTask", "QueueRow", "ReadyTask", "ScheduleRow", "Store", "TaskBrief", "TaskRow"]
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ajq.protocol.states import TaskState
+
 
 @dataclass(frozen=True, slots=True)
 class QueueRow:
@@ -49,7 +51,7 @@ class NewTask:
     id: str
     type: str
     payload: bytes
-    state: str = "new"
+    state: str = TaskState.NEW
     ready_at: float = 0.0
     deadline: float | None = None
     unique_key: str | None = None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from broker.store.rows import ScheduleRow
+from ajq.broker.store.rows import ScheduleRow
 
 COLUMNS = "name, cron, type, payload, queue, next_run, last_run, last_task, created_at"
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable
 
-from broker.store.rows import ActiveTask, NewTask, ReadyTask, TaskBrief, TaskRow
-from broker.store.schema import TASK_COLUMNS, WAITING
+from ajq.broker.store.rows import ActiveTask, NewTask, ReadyTask, TaskBrief, TaskRow
+from ajq.broker.store.schema import TASK_COLUMNS, WAITING
 
 
 class TaskSQL:

@@ -13,8 +13,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ajq.worker import RetryPolicy, Router, Task, TerminateTask
+
 from tests.apps.basic import record
-from worker import RetryPolicy, Router, Task, TerminateTask
 
 router = Router(retry=RetryPolicy([0.05]))  # fast retries for tests
 ERRORS = Path(os.environ.get("AJQ_TEST_DIR", "/tmp")) / "errors.log"

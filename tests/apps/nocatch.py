@@ -1,6 +1,6 @@
 """A router with no catch-all: other types have no handler."""
 
-from worker import RetryPolicy, Router, Task
+from ajq.worker import RetryPolicy, Router, Task
 
 router = Router(retry=RetryPolicy([0.05]))
 
