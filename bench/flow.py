@@ -8,7 +8,6 @@ import time
 from dataclasses import dataclass
 
 from ajq.client import Client
-
 from bench.procs import Cluster, LoadMeter, poll_until
 from bench.report import LOAD, Run, percentile
 

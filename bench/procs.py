@@ -19,6 +19,7 @@ from types import TracebackType
 from typing import TypeVar
 
 import psutil
+
 from ajq.client import Client, ClientError
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -16,9 +16,9 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ajq.client import Client
 from rich.console import Console
 
+from ajq.client import Client
 from bench import flow
 from bench.apps import spin
 from bench.procs import ROOT, Cluster, LoadMeter, poll_until

@@ -8,6 +8,7 @@ import sys
 
 from ajq.broker.config import BrokerConfig
 from ajq.broker.errors import AjbrokerError
+from ajq.protocol import options
 from ajq.protocol.defaults import DEFAULT_ENDPOINT
 
 
@@ -16,9 +17,18 @@ def parse(argv: list[str] | None) -> BrokerConfig:
     p.add_argument("--bind", help=f"endpoint to listen on (env AJQ_BROKER; default {DEFAULT_ENDPOINT})")
     p.add_argument("--db", help="SQLite file (env AJQ_DB; default ./ajq.db)")
     p.add_argument("--synchronous", help="FULL (default: every commit on disk), EXTRA, NORMAL or OFF")
-    p.add_argument("--heartbeat", type=float, dest="heartbeat_s", help="seconds between heartbeats (default 1)")
-    p.add_argument("--lease-grace", type=float, dest="lease_grace_s", help="seconds past max_run_time (default 2)")
-    p.add_argument("--max-db-mb", type=int, dest="max_db_mb", help="cap the database at this size (MB)")
+    p.add_argument(
+        "--heartbeat", type=options.seconds_arg(example="1"), dest="heartbeat_s",
+        help="seconds between heartbeats (default 1)",
+    )  # fmt: skip
+    p.add_argument(
+        "--lease-grace", type=options.seconds_arg(zero_ok=True, example="2"), dest="lease_grace_s",
+        help="seconds past max_run_time (default 2)",
+    )  # fmt: skip
+    p.add_argument(
+        "--max-db-mb", type=options.count_arg(minimum=1, example="512"), dest="max_db_mb",
+        help="cap the database at this size (MB)",
+    )  # fmt: skip
     p.add_argument("--events", dest="events_bind", help="endpoint for task events (default: --bind port + 1)")
     p.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     args = p.parse_args(argv)

@@ -9,6 +9,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import msgpack
+
 from ajq.broker.store import NewTask, QueueRow, TaskRow
 from ajq.protocol import FINAL_STATES, ErrorCode, Frame, Kind, ProtocolError, TaskState
 from ajq.protocol.clock import Now

@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass
 
 from ajq.broker.errors import BrokerConfigError
+from ajq.protocol import options
 from ajq.protocol.defaults import DEFAULT_ENDPOINT, endpoint
 
 DEFAULT_DB = "./ajq.db"
@@ -43,12 +44,12 @@ class BrokerConfig:
     def __post_init__(self) -> None:
         if self.synchronous.upper() not in ("FULL", "NORMAL", "EXTRA", "OFF"):
             raise BrokerConfigError(f"synchronous={self.synchronous!r}: use FULL (durable), EXTRA, NORMAL or OFF")
-        if self.heartbeat_s <= 0:
-            raise BrokerConfigError(f"heartbeat_s={self.heartbeat_s}: must be more than zero seconds")
-        if self.max_db_mb is not None and self.max_db_mb < 1:
-            raise BrokerConfigError(f"max_db_mb={self.max_db_mb}: give at least 1 MB, or leave it unset")
-        if self.lease_grace_s < 0:
-            raise BrokerConfigError(f"lease_grace_s={self.lease_grace_s}: must be zero or more seconds")
+        _check("heartbeat_s", self.heartbeat_s, options.seconds_problem(self.heartbeat_s), "1.0")
+        _check("lease_grace_s", self.lease_grace_s, options.seconds_problem(self.lease_grace_s, zero_ok=True), "2.0")
+        batch = self.max_batch_messages
+        _check("max_batch_messages", batch, options.count_problem(batch, minimum=1), "4096")
+        if self.max_db_mb is not None:
+            _check("max_db_mb", self.max_db_mb, options.count_problem(self.max_db_mb, minimum=1), "512")
 
     @property
     def events_endpoint(self) -> str:
@@ -72,3 +73,9 @@ class BrokerConfig:
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
+
+
+def _check(name: str, value: object, problem: str | None, example: str) -> None:
+    """Raise BrokerConfigError naming the setting when a check found a problem."""
+    if problem:
+        raise BrokerConfigError(options.refusal(name, value, problem, example))

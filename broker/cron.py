@@ -11,11 +11,12 @@ import logging
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from croniter import croniter
+
 from ajq.broker.client_api import new_ids
 from ajq.broker.store import NewTask, ScheduleRow
 from ajq.protocol import ErrorCode, Frame, Kind, ProtocolError, TaskState
 from ajq.protocol.clock import Now
-from croniter import croniter
 
 if TYPE_CHECKING:
     from ajq.broker.core import Broker

@@ -12,6 +12,7 @@ import socket
 from collections.abc import Callable
 
 import zmq
+
 from ajq.broker.config import BrokerConfig
 from ajq.broker.core import Broker
 from ajq.broker.store import Store

@@ -5,16 +5,18 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import Iterable
-from datetime import datetime
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
 
 import zmq
 import zmq.asyncio
+
 from ajq.client import calls
-from ajq.client.client import WAIT_MARGIN_S
 from ajq.client.errors import ClientError, RequestTimeout, from_reply
-from ajq.client.models import QueueInfo, Submitted, TaskInfo
+from ajq.client.models import CronInfo, QueueInfo, Submitted, TaskInfo, WorkerInfo
 from ajq.protocol import DEFAULT_QUEUE, Kind, ProtocolError, decode, defaults, encode
+
+T = TypeVar("T")
 
 
 class AsyncClient:
@@ -22,7 +24,7 @@ class AsyncClient:
 
     def __init__(self, endpoint: str | None = None, *, timeout: float = 10.0) -> None:
         self.endpoint = defaults.endpoint(endpoint)
-        self.timeout = timeout
+        self.timeout = calls.timeout_s("timeout", timeout)
         self._ctx = zmq.asyncio.Context()
         self._sock = self._ctx.socket(zmq.DEALER)
         self._sock.setsockopt(zmq.LINGER, 0)
@@ -50,6 +52,8 @@ class AsyncClient:
         self._sock.close(0)
         self._ctx.term()
 
+    # -- the API: Client's calls, with the same arguments ----------------------------------------
+
     async def submit(
         self,
         task_type: str,
@@ -57,36 +61,61 @@ class AsyncClient:
         *,
         queue: str = DEFAULT_QUEUE,
         task_id: str | None = None,
-        deadline: datetime | float | None = None,
+        deadline: calls.When | None = None,
         run_at: datetime | float | None = None,
-        delay: float | None = None,
-        unique_for: float | None = None,
-        depends_on: Iterable[str] = (),
+        delay: calls.When | None = None,
+        unique_for: timedelta | float | None = None,
+        depends_on: calls.Parents = None,
         load_results: bool = False,
         timeout: float | None = None,
     ) -> Submitted:
-        opts = calls.Options(task_id, deadline, run_at, delay, unique_for, tuple(depends_on), load_results)
-        item = calls.task_item(task_type, payload, opts)
-        data = await self.call(Kind.SUBMIT, {"queue": queue, "tasks": [item]}, timeout)
-        return Submitted(data["ids"][0], task_type, queue)
+        """Submit one task (see Client.submit); when this returns, the task is on the broker's disk."""
+        opts = calls.Options(task_id, deadline, run_at, delay, unique_for, depends_on, load_results)
+        return await self._run(calls.submit(task_type, payload, queue, opts), timeout)
 
     async def submit_many(
         self, tasks: Iterable[Any], *, queue: str = DEFAULT_QUEUE, timeout: float | None = None
     ) -> list[str]:
         ids: list[str] = []
-        for kind, body in calls.submit_batches(queue, calls.many_items(tasks)):
-            ids.extend((await self.call(kind, body, timeout))["ids"])
+        for call in calls.submit_batches(queue, calls.many_items(tasks)):
+            batch: list[str] = await self._run(call, timeout)
+            ids += batch
         return ids
 
     async def get(self, task_id: str, *, timeout: float | None = None) -> TaskInfo:
-        return TaskInfo.from_wire(await self.call(Kind.GET, {"id": task_id}, timeout))
+        return await self._run(calls.get(task_id), timeout)
 
     async def wait(self, task_id: str, timeout: float = 30.0) -> TaskInfo:
-        body = {"id": task_id, "timeout_s": float(timeout)}
-        return TaskInfo.from_wire(await self.call(Kind.WAIT, body, timeout + WAIT_MARGIN_S))
+        return await self._run(calls.wait(task_id, timeout), None)
+
+    async def cancel(self, task_id: str, *, wait: float = 5.0, timeout: float | None = None) -> TaskInfo:
+        """Cancel a task (see Client.cancel); waits up to `wait` seconds for its end."""
+        info = await self._run(calls.cancel(task_id), timeout)
+        return await self.wait(task_id, timeout=wait) if wait > 0 and not info.done else info
+
+    async def tasks(
+        self,
+        *,
+        queue: str | None = None,
+        state: str | None = None,
+        task_type: str | None = None,
+        limit: int = 50,
+        before: int | None = None,
+        timeout: float | None = None,
+    ) -> list[TaskInfo]:
+        return await self._run(calls.tasks(queue, state, task_type, limit, before), timeout)
+
+    async def retry(self, task_id: str, *, timeout: float | None = None) -> TaskInfo:
+        return await self._run(calls.retry(task_id), timeout)
+
+    async def delete(self, task_id: str, *, timeout: float | None = None) -> None:
+        await self._run(calls.delete(task_id), timeout)
+
+    async def queues(self, *, timeout: float | None = None) -> list[QueueInfo]:
+        return await self._run(calls.queues(), timeout)
 
     async def queue_info(self, name: str, *, timeout: float | None = None) -> QueueInfo:
-        return QueueInfo.from_wire(await self.call(Kind.QUEUE_INFO, {"name": name}, timeout))
+        return await self._run(calls.queue_info(name), timeout)
 
     async def configure_queue(
         self,
@@ -95,14 +124,54 @@ class AsyncClient:
         max_concurrent: int | None = None,
         max_run_time: float | None = None,
         max_tries: int | None = None,
+        retention: float | None = None,
+        dead_max: int | None = None,
+        dead_retention: float | None = None,
         timeout: float | None = None,
     ) -> QueueInfo:
-        body = calls.configure_body(name, max_concurrent=max_concurrent, max_run_time=max_run_time, max_tries=max_tries)
-        return QueueInfo.from_wire(await self.call(Kind.QUEUE_CONFIGURE, body, timeout))
+        call = calls.configure_queue(
+            name, max_concurrent=max_concurrent, max_run_time=max_run_time, max_tries=max_tries,
+            retention=retention, dead_max=dead_max, dead_retention=dead_retention,
+        )  # fmt: skip
+        return await self._run(call, timeout)
 
-    async def cancel(self, task_id: str, *, timeout: float | None = None) -> TaskInfo:
-        """Cancel a task (see Client.cancel); returns its state right after the request."""
-        return TaskInfo.from_wire(await self.call(Kind.CANCEL, {"id": task_id}, timeout))
+    async def pause_queue(self, name: str, *, timeout: float | None = None) -> QueueInfo:
+        return await self._run(calls.pause_queue(name), timeout)
+
+    async def resume_queue(self, name: str, *, timeout: float | None = None) -> QueueInfo:
+        return await self._run(calls.resume_queue(name), timeout)
+
+    async def purge_queue(self, name: str, *, timeout: float | None = None) -> int:
+        return await self._run(calls.purge_queue(name), timeout)
+
+    async def delete_queue(self, name: str, *, force: bool = False, timeout: float | None = None) -> None:
+        await self._run(calls.delete_queue(name, force), timeout)
+
+    async def workers(self, *, timeout: float | None = None) -> list[WorkerInfo]:
+        return await self._run(calls.workers(), timeout)
+
+    async def info(self, *, timeout: float | None = None) -> dict[str, Any]:
+        return await self._run(calls.info(), timeout)
+
+    async def add_cron(
+        self, name: str, cron: str, task_type: str, payload: Any = None, *, queue: str = DEFAULT_QUEUE,
+        timeout: float | None = None,
+    ) -> CronInfo:  # fmt: skip
+        return await self._run(calls.add_cron(name, cron, task_type, payload, queue), timeout)
+
+    async def crons(self, *, timeout: float | None = None) -> list[CronInfo]:
+        return await self._run(calls.crons(), timeout)
+
+    async def cron(self, name: str, *, timeout: float | None = None) -> CronInfo:
+        return await self._run(calls.cron(name), timeout)
+
+    async def delete_cron(self, name: str, *, timeout: float | None = None) -> None:
+        await self._run(calls.delete_cron(name), timeout)
+
+    # -- transport ----------------------------------------------------------------------------
+
+    async def _run(self, call: calls.Call[T], timeout: float | None) -> T:
+        return call.read(await self.call(call.kind, call.body, call.timeout if call.timeout is not None else timeout))
 
     async def call(self, kind: Kind, body: dict[str, Any], timeout: float | None = None) -> Any:
         if self._reader is None or self._reader.done():
@@ -110,7 +179,7 @@ class AsyncClient:
         corr = next(self._corr)
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[corr] = fut
-        limit = self.timeout if timeout is None else timeout
+        limit = self.timeout if timeout is None else calls.timeout_s("timeout", timeout)
         try:
             await self._sock.send(encode(kind, corr, body))
             return await asyncio.wait_for(fut, limit)

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 import zmq
+
 from ajq.client.cli_commands import (
     CANCEL_WAIT_S,
     Aborted,

@@ -14,6 +14,10 @@ from typing import Any
 
 import msgpack
 import zmq
+from rich.console import Group, RenderableType
+from rich.live import Live
+from rich.text import Text
+
 from ajq.client.cli_views import (
     console,
     format_duration,
@@ -25,9 +29,6 @@ from ajq.client.cli_views import (
 )
 from ajq.client.client import Client
 from ajq.client.models import QueueInfo, WorkerInfo
-from rich.console import Group, RenderableType
-from rich.live import Live
-from rich.text import Text
 
 FAILED = frozenset({"retry", "dead", "terminated", "expired", "unreachable"})  # a try or a task that failed
 WILDCARDS = frozenset({"*", "0.0.0.0", "::", "[::]", ""})

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import base64
 import json
-import re
 import sys
 import time
 from collections.abc import Iterable
@@ -13,15 +12,16 @@ from dataclasses import fields
 from datetime import UTC, datetime
 from typing import Any
 
-from ajq.client.models import CronInfo, QueueInfo, TaskInfo, WorkerInfo
-from ajq.protocol import WAITING_STATES, TaskState
 from rich import box
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from ajq.client.models import CronInfo, QueueInfo, TaskInfo, WorkerInfo
+from ajq.protocol import WAITING_STATES, TaskState, options
+
 STATES = [s.value for s in TaskState]
-UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}  # largest first, for format_duration
 SHORT_STATES = {
     "scheduled": "sched",
     "blocked": "blocked",
@@ -35,20 +35,12 @@ SHORT_STATES = {
     "unreachable": "unreach",
 }
 ERROR_CHARS = 60  # a last error in a listing is cut to this
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)([dhms])")
 
 
 # -- argument types ---------------------------------------------------------------------------
 
 
-def parse_duration(text: str) -> float:
-    """Seconds in "90", "90s", "10m", "1h30m" or "2d": how people write queue run times."""
-    s = text.strip().lower()
-    if re.fullmatch(r"\d+(?:\.\d+)?", s):
-        return float(s)
-    if not s or _DURATION.sub("", s) != "":
-        raise argparse.ArgumentTypeError(f"invalid duration {text!r}: use e.g. 90, 90s, 10m, 1h30m or 2d")
-    return sum(float(n) * UNITS[u] for n, u in _DURATION.findall(s))
+parse_duration = options.arg(options.parse_duration)  # "90", "90s", "10m", "1h30m" or "2d" in seconds
 
 
 def format_duration(seconds: float) -> str:
@@ -79,8 +71,8 @@ def parse_time(text: str) -> datetime:
 def parse_deadline(text: str) -> datetime:
     """A deadline: an ISO 8601 time, or a duration (10m, 2h) counted from now."""
     try:
-        return datetime.fromtimestamp(time.time() + parse_duration(text), tz=UTC)
-    except argparse.ArgumentTypeError:
+        return datetime.fromtimestamp(time.time() + options.parse_duration(text), tz=UTC)
+    except ValueError:
         pass
     try:
         return parse_time(text)
@@ -103,37 +95,9 @@ def parse_tries(text: str) -> int:
     return n
 
 
-def positive_float(text: str) -> float:
-    """A timeout in seconds, which must be above zero."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"invalid seconds {text!r}: use a number above 0")
-    return value
-
-
-def positive_int(text: str) -> int:
-    """A count that must be 1 or more."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"invalid number {text!r}: use a whole number of 1 or more")
-    return value
-
-
-def count_or_zero(text: str) -> int:
-    """A count that may be 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"invalid number {text!r}: use a whole number of 0 or more")
-    return value
+positive_float = options.seconds_arg(example="2.5")  # a timeout or an interval, in seconds
+positive_int = options.count_arg(minimum=1, example="20")
+count_or_zero = options.count_arg(minimum=0, example="10000")
 
 
 # -- values as JSON ---------------------------------------------------------------------------

@@ -5,17 +5,18 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import zmq
+
 from ajq.client import calls
 from ajq.client.errors import ClientError, RequestTimeout, from_reply
 from ajq.client.models import CronInfo, QueueInfo, Submitted, TaskInfo, WorkerInfo
-from ajq.protocol import DEFAULT_QUEUE, Kind, ProtocolError, decode, defaults, encode, encode_value
+from ajq.protocol import DEFAULT_QUEUE, Kind, ProtocolError, decode, defaults, encode
 
-WAIT_MARGIN_S = 5.0  # extra time for the broker's own answer to a WAIT that ran out
+T = TypeVar("T")
 
 
 class Client:
@@ -27,7 +28,7 @@ class Client:
 
     def __init__(self, endpoint: str | None = None, *, timeout: float = 10.0) -> None:
         self.endpoint = defaults.endpoint(endpoint)
-        self.timeout = timeout
+        self.timeout = calls.timeout_s("timeout", timeout)
         self._ctx = zmq.Context()
         self._corr = itertools.count(1)
         self._sock = self._connect()
@@ -55,7 +56,7 @@ class Client:
     def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
         self.close()
 
-    # -- the API ------------------------------------------------------------------------------
+    # -- the API (AsyncClient has each of these calls, with the same arguments) -------------------
 
     def submit(
         self,
@@ -64,51 +65,74 @@ class Client:
         *,
         queue: str = DEFAULT_QUEUE,
         task_id: str | None = None,
-        deadline: datetime | float | None = None,
+        deadline: calls.When | None = None,
         run_at: datetime | float | None = None,
-        delay: float | None = None,
-        unique_for: float | None = None,
-        depends_on: Iterable[str] = (),
+        delay: calls.When | None = None,
+        unique_for: timedelta | float | None = None,
+        depends_on: calls.Parents = None,
         load_results: bool = False,
         timeout: float | None = None,
     ) -> Submitted:
         """Submit one task; when this returns, the task is on the broker's disk.
 
-        run_at/delay schedule it; deadline expires it if not started by then; unique_for refuses
-        the same type and payload in this queue for that many seconds (or until it ends);
-        depends_on waits for those tasks to complete (load_results hands the handler their results).
+        delay (seconds or a timedelta from now) or run_at (an aware datetime) schedule it; deadline
+        (the same forms as delay, or an aware datetime) expires it if not started by then;
+        unique_for refuses the same type and payload in this queue for that long (or until it
+        ends); depends_on (ids or Submitted) waits for those tasks to complete, and load_results
+        hands the handler their results.
         """
-        opts = calls.Options(task_id, deadline, run_at, delay, unique_for, tuple(depends_on), load_results)
-        item = calls.task_item(task_type, payload, opts)
-        data = self.call(Kind.SUBMIT, {"queue": queue, "tasks": [item]}, timeout)
-        return Submitted(data["ids"][0], task_type, queue)
+        opts = calls.Options(task_id, deadline, run_at, delay, unique_for, depends_on, load_results)
+        return self._run(calls.submit(task_type, payload, queue, opts), timeout)
 
     def submit_many(
         self, tasks: Iterable[Any], *, queue: str = DEFAULT_QUEUE, timeout: float | None = None
     ) -> list[str]:
         """Submit many tasks in batches; returns their ids in order. Each batch commits whole."""
         ids: list[str] = []
-        for kind, body in calls.submit_batches(queue, calls.many_items(tasks)):
-            ids.extend(self.call(kind, body, timeout)["ids"])
+        for call in calls.submit_batches(queue, calls.many_items(tasks)):
+            batch: list[str] = self._run(call, timeout)
+            ids += batch
         return ids
 
     def get(self, task_id: str, *, timeout: float | None = None) -> TaskInfo:
-        return TaskInfo.from_wire(self.call(Kind.GET, {"id": task_id}, timeout))
+        return self._run(calls.get(task_id), timeout)
 
     def wait(self, task_id: str, timeout: float = 30.0) -> TaskInfo:
         """Block until the task ends (complete, terminated, expired or dead); WaitTimeout if not."""
-        data = self.call(Kind.WAIT, {"id": task_id, "timeout_s": float(timeout)}, timeout + WAIT_MARGIN_S)
-        return TaskInfo.from_wire(data)
+        return self._run(calls.wait(task_id, timeout), None)
+
+    def cancel(self, task_id: str, *, wait: float = 5.0, timeout: float | None = None) -> TaskInfo:
+        """Cancel a task: a waiting one ends `terminated` at once; a running one has its process
+        killed. Waits up to `wait` seconds for the end (0: return the state now)."""
+        info = self._run(calls.cancel(task_id), timeout)
+        return self.wait(task_id, timeout=wait) if wait > 0 and not info.done else info
+
+    def tasks(
+        self,
+        *,
+        queue: str | None = None,
+        state: str | None = None,
+        task_type: str | None = None,
+        limit: int = 50,
+        before: int | None = None,
+        timeout: float | None = None,
+    ) -> list[TaskInfo]:
+        """Tasks newest first, filtered; for the next page pass before=<last one's seq>."""
+        return self._run(calls.tasks(queue, state, task_type, limit, before), timeout)
+
+    def retry(self, task_id: str, *, timeout: float | None = None) -> TaskInfo:
+        """Send an ended task (dead, expired, terminated, complete, unreachable) back to run."""
+        return self._run(calls.retry(task_id), timeout)
+
+    def delete(self, task_id: str, *, timeout: float | None = None) -> None:
+        """Delete a task that is not running."""
+        self._run(calls.delete(task_id), timeout)
 
     def queues(self, *, timeout: float | None = None) -> list[QueueInfo]:
-        return [QueueInfo.from_wire(q) for q in self.call(Kind.QUEUE_LIST, {}, timeout)]
+        return self._run(calls.queues(), timeout)
 
     def queue_info(self, name: str, *, timeout: float | None = None) -> QueueInfo:
-        return QueueInfo.from_wire(self.call(Kind.QUEUE_INFO, {"name": name}, timeout))
-
-    def workers(self, *, timeout: float | None = None) -> list[WorkerInfo]:
-        """Live workers: id, host, pid, processes, queues, running task ids, since when."""
-        return [WorkerInfo.from_wire(w) for w in self.call(Kind.WORKERS, {}, timeout)]
+        return self._run(calls.queue_info(name), timeout)
 
     def configure_queue(
         self,
@@ -123,85 +147,60 @@ class Client:
         timeout: float | None = None,
     ) -> QueueInfo:
         """Create or change a queue. Times in seconds; max_tries -1 means unlimited."""
-        body = calls.configure_body(
+        call = calls.configure_queue(
             name, max_concurrent=max_concurrent, max_run_time=max_run_time, max_tries=max_tries,
             retention=retention, dead_max=dead_max, dead_retention=dead_retention,
         )  # fmt: skip
-        return QueueInfo.from_wire(self.call(Kind.QUEUE_CONFIGURE, body, timeout))
+        return self._run(call, timeout)
 
     def pause_queue(self, name: str, *, timeout: float | None = None) -> QueueInfo:
         """Stop giving out the queue's tasks; submits are still taken and running tasks finish."""
-        return QueueInfo.from_wire(self.call(Kind.QUEUE_PAUSE, {"name": name}, timeout))
+        return self._run(calls.pause_queue(name), timeout)
 
     def resume_queue(self, name: str, *, timeout: float | None = None) -> QueueInfo:
-        return QueueInfo.from_wire(self.call(Kind.QUEUE_RESUME, {"name": name}, timeout))
+        return self._run(calls.resume_queue(name), timeout)
 
     def purge_queue(self, name: str, *, timeout: float | None = None) -> int:
         """Delete the queue's waiting tasks; returns how many."""
-        return int(self.call(Kind.QUEUE_PURGE, {"name": name}, timeout)["purged"])
+        return self._run(calls.purge_queue(name), timeout)
 
     def delete_queue(self, name: str, *, force: bool = False, timeout: float | None = None) -> None:
         """Delete a queue and all its tasks; refused while tasks run unless force (they are killed)."""
-        self.call(Kind.QUEUE_DELETE, {"name": name, "force": force}, timeout)
+        self._run(calls.delete_queue(name, force), timeout)
 
-    def cancel(self, task_id: str, *, wait: float = 5.0, timeout: float | None = None) -> TaskInfo:
-        """Cancel a task: a waiting one ends `terminated` at once; a running one has its process
-        killed. Waits up to `wait` seconds for the end (0: return the state now)."""
-        info = TaskInfo.from_wire(self.call(Kind.CANCEL, {"id": task_id}, timeout))
-        return self.wait(task_id, timeout=wait) if wait > 0 and not info.done else info
-
-    def tasks(
-        self,
-        *,
-        queue: str | None = None,
-        state: str | None = None,
-        task_type: str | None = None,
-        limit: int = 50,
-        before: int | None = None,
-        timeout: float | None = None,
-    ) -> list[TaskInfo]:
-        """Tasks newest first, filtered; for the next page pass before=<last one's seq>."""
-        filters = {"queue": queue, "state": state, "type": task_type, "before": before}
-        body: dict[str, Any] = {k: v for k, v in filters.items() if v is not None}
-        body["limit"] = limit
-        return [TaskInfo.from_wire(t) for t in self.call(Kind.TASK_LIST, body, timeout)]
-
-    def retry(self, task_id: str, *, timeout: float | None = None) -> TaskInfo:
-        """Send an ended task (dead, expired, terminated, complete, unreachable) back to run."""
-        return TaskInfo.from_wire(self.call(Kind.TASK_RETRY, {"id": task_id}, timeout))
-
-    def delete(self, task_id: str, *, timeout: float | None = None) -> None:
-        """Delete a task that is not running."""
-        self.call(Kind.TASK_DELETE, {"id": task_id}, timeout)
+    def workers(self, *, timeout: float | None = None) -> list[WorkerInfo]:
+        """Live workers: id, host, pid, processes, queues, running task ids, since when."""
+        return self._run(calls.workers(), timeout)
 
     def info(self, *, timeout: float | None = None) -> dict[str, Any]:
         """The broker: pid, uptime, database, events endpoint, totals."""
-        data: dict[str, Any] = self.call(Kind.INFO, {}, timeout)
-        return data
+        return self._run(calls.info(), timeout)
 
     def add_cron(
         self, name: str, cron: str, task_type: str, payload: Any = None, *, queue: str = DEFAULT_QUEUE,
         timeout: float | None = None,
     ) -> CronInfo:  # fmt: skip
         """Create or replace a periodic task: the broker submits `task_type` on every `cron` match (UTC)."""
-        body = {"name": name, "cron": cron, "type": task_type, "payload": encode_value(payload), "queue": queue}
-        return CronInfo.from_wire(self.call(Kind.CRON_ADD, body, timeout))
+        return self._run(calls.add_cron(name, cron, task_type, payload, queue), timeout)
 
     def crons(self, *, timeout: float | None = None) -> list[CronInfo]:
-        return [CronInfo.from_wire(c) for c in self.call(Kind.CRON_LIST, {}, timeout)]
+        return self._run(calls.crons(), timeout)
 
     def cron(self, name: str, *, timeout: float | None = None) -> CronInfo:
-        return CronInfo.from_wire(self.call(Kind.CRON_GET, {"name": name}, timeout))
+        return self._run(calls.cron(name), timeout)
 
     def delete_cron(self, name: str, *, timeout: float | None = None) -> None:
-        self.call(Kind.CRON_DELETE, {"name": name}, timeout)
+        self._run(calls.delete_cron(name), timeout)
 
     # -- transport ----------------------------------------------------------------------------
+
+    def _run(self, call: calls.Call[T], timeout: float | None) -> T:
+        return call.read(self.call(call.kind, call.body, call.timeout if call.timeout is not None else timeout))
 
     def call(self, kind: Kind, body: dict[str, Any], timeout: float | None = None) -> Any:
         """Send one request and return the reply's data; raise the broker's error as ours."""
         corr = next(self._corr)
-        limit = self.timeout if timeout is None else timeout
+        limit = self.timeout if timeout is None else calls.timeout_s("timeout", timeout)
         deadline = time.monotonic() + limit
         self._sock.send(encode(kind, corr, body))
         while True:

@@ -9,6 +9,10 @@ class ClientError(Exception):
     """Root of every error the client raises."""
 
 
+class InvalidArgument(ClientError, ValueError):
+    """An argument of a client call is not usable (nothing was sent): the message says what to give."""
+
+
 class RequestTimeout(ClientError, TimeoutError):
     """The broker did not answer in time; whether the request was applied is unknown."""
 

@@ -11,9 +11,10 @@ import sys
 import time
 from pathlib import Path
 
-from ajq.client import Client, ClientError
 from rich.console import Console
 from rich.table import Table
+
+from ajq.client import Client, ClientError
 
 ENDPOINT = "tcp://127.0.0.1:7480"
 ROOT = Path(__file__).resolve().parent.parent

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgpack
+
 from ajq.protocol.errors import ErrorCode, ProtocolError
 from ajq.protocol.limits import Limits
 from ajq.protocol.messages import Kind, check_body

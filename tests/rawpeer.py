@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 import zmq
+
 from ajq.protocol import Frame, Kind, decode, encode
 
 

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from ajq.client import Client, ClientError
 from ajq.client.cli import format_duration, main, parse_duration
 from ajq.client.cli_live import Tally, events_endpoint

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from ajq.broker.config import BrokerConfig
 from ajq.broker.core import Broker
 from ajq.broker.store import Store

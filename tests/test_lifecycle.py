@@ -6,8 +6,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from ajq.client import Client
 
+from ajq.client import Client
 from tests.harness import BrokerHandle, Proc, start_worker
 
 APP = "tests.apps.basic:router"

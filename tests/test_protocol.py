@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import msgpack
 import pytest
+
 from ajq.protocol import ErrorCode, Kind, Limits, ProtocolError, decode, decode_value, encode, encode_value
 
 

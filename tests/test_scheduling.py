@@ -11,8 +11,8 @@ from pathlib import Path
 import msgpack
 import pytest
 import zmq
-from ajq.client import Client, DuplicateTask, InvalidRequest, QueueNotFound, TaskNotFound
 
+from ajq.client import Client, DuplicateTask, InvalidRequest, QueueNotFound, TaskNotFound
 from tests.harness import BrokerHandle, Proc, start_worker, wait_for
 
 APP = "tests.apps.basic:router"

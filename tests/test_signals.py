@@ -6,8 +6,8 @@ import signal
 from pathlib import Path
 
 import pytest
-from ajq.client import WaitTimeout
 
+from ajq.client import WaitTimeout
 from tests.harness import BrokerHandle, Proc, events, start_worker, wait_for
 
 APP = "tests.apps.basic:router"

@@ -16,6 +16,7 @@ from typing import Any
 import msgpack
 import psutil
 import pytest
+
 from ajq.client import Client
 from ajq.protocol import Kind, decode_value, encode_value
 from ajq.worker import Router, Task, TerminateTask
@@ -23,7 +24,6 @@ from ajq.worker.child import run_one
 from ajq.worker.cli import build_parser, config_from_args
 from ajq.worker.errors import NoHandler, WorkerConfigError
 from ajq.worker.pool import Child, ErrorHandlerRuns, Extend, Pool
-
 from tests.apps import features
 from tests.harness import BrokerHandle, Proc, events, start_worker, wait_for
 

@@ -19,6 +19,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 import msgpack
+
 from ajq.protocol import encode_value
 from ajq.protocol.limits import MAX_PAYLOAD_BYTES, cut_error
 from ajq.worker.errors import BadResult, NoHandler, TerminateTask

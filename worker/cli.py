@@ -9,6 +9,7 @@ import os
 import sys
 from typing import Any
 
+from ajq.protocol import options
 from ajq.protocol.defaults import DEFAULT_ENDPOINT, DEFAULT_QUEUE
 from ajq.worker.config import MAX_WEIGHT, WorkerConfig
 from ajq.worker.cpus import available_cpus
@@ -38,13 +39,10 @@ def parse_procs(value: str) -> int:
     """--procs: a positive number, or 'auto' for the CPUs this process may use."""
     if value == "auto":
         return available_cpus()
-    try:
-        n = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r}: give a number or 'auto'") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"{value!r}: need at least 1")
-    return n
+    return _PROCS(value)
+
+
+_PROCS = options.count_arg(minimum=1, example="2", what="auto or a whole number of 1 or more")
 
 
 def parse_queue(value: str) -> tuple[str, int]:
@@ -69,28 +67,6 @@ def parse_queue(value: str) -> tuple[str, int]:
     return name, weight
 
 
-def non_negative_int(value: str) -> int:
-    """A count where 0 means no limit."""
-    try:
-        n = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r}: give a whole number (0: no limit)") from None
-    if n < 0:
-        raise argparse.ArgumentTypeError(f"{value!r}: give 0 (no limit) or more")
-    return n
-
-
-def non_negative_float(value: str) -> float:
-    """A size where 0 means no limit."""
-    try:
-        x = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r}: give a number (0: no limit)") from None
-    if not 0 <= x < float("inf"):
-        raise argparse.ArgumentTypeError(f"{value!r}: give 0 (no limit) or more")
-    return x
-
-
 def build_parser() -> argparse.ArgumentParser:
     """ajworker's command line; separate from main() so tests can parse without starting anything."""
     p = argparse.ArgumentParser(prog="ajworker", description="Run ajq tasks in a pool of forked processes.")
@@ -106,15 +82,25 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"queue to serve, with a weight from 1 to {MAX_WEIGHT} (default 1); repeatable; default {DEFAULT_QUEUE}",
     )
     p.add_argument("--strict", action="store_true", help="strict priority: serve queues in the order given")
-    p.add_argument("--prefetch", type=int, default=-1, help="tasks held ready beyond --procs (default: adaptive)")
-    p.add_argument("--shutdown-timeout", type=float, default=8.0, help="seconds running tasks get on SIGTERM")
+    p.add_argument(
+        "--prefetch", type=options.count_arg(minimum=-1, example="8", what="-1 (adaptive), 0 or more"), default=-1,
+        help="tasks held ready beyond --procs (default: adaptive)",
+    )  # fmt: skip
+    p.add_argument(
+        "--shutdown-timeout", type=options.seconds_arg(zero_ok=True, example="8"), default=8.0,
+        help="seconds running tasks get on SIGTERM",
+    )  # fmt: skip
     p.add_argument("--retry", choices=sorted(BY_NAME), help="retry policy (default: the router's, else 10m)")
     p.add_argument(
-        "--max-tasks-per-child", type=non_negative_int, default=0, metavar="N", help="replace a process after N tasks"
+        "--max-tasks-per-child",
+        type=options.count_arg(minimum=0, example="1000", what="0 (no limit) or more"),
+        default=0,
+        metavar="N",
+        help="replace a process after N tasks",
     )
     p.add_argument(
         "--max-memory-per-child",
-        type=non_negative_float,
+        type=options.seconds_arg(zero_ok=True, example="512", unit="megabytes"),
         default=0.0,
         metavar="MB",
         help="replace a process whose memory (RSS) is over MB after a task; it finishes the task first",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ajq.protocol import options
 from ajq.protocol.defaults import DEFAULT_QUEUE, endpoint
 from ajq.worker.errors import WorkerConfigError
 
@@ -28,8 +29,7 @@ class WorkerConfig:
 
     def __post_init__(self) -> None:
         """Refuse settings that cannot work, with a message saying what is accepted."""
-        if self.procs < 1:
-            raise WorkerConfigError(f"procs={self.procs}: need at least one process (or --procs auto)")
+        _check("procs", self.procs, options.count_problem(self.procs, minimum=1), "2")
         if not self.queues:
             raise WorkerConfigError("no queue to serve: name one with --queue")
         if len(set(self.queues)) != len(self.queues):
@@ -37,12 +37,19 @@ class WorkerConfig:
         if not self.weights:
             object.__setattr__(self, "weights", (1,) * len(self.queues))  # frozen: set once, here
         self._check_weights()
-        if self.shutdown_timeout_s < 0:
-            raise WorkerConfigError("shutdown timeout must be zero or more seconds")
-        if self.max_tasks_per_child < 0:
-            raise WorkerConfigError("max tasks per child must be zero (no limit) or more")
-        if self.max_memory_per_child_mb < 0:
-            raise WorkerConfigError("max memory per child must be zero (no limit) or more megabytes")
+        if self.prefetch != -1:
+            _check("prefetch", self.prefetch, options.count_problem(self.prefetch, minimum=0), "-1 (adaptive) or 8")
+        for name, example in (("shutdown_timeout_s", "8.0"), ("heartbeat_s", "1.0"), ("ack_timeout_s", "3.0")):
+            value = getattr(self, name)
+            _check(name, value, options.seconds_problem(value, zero_ok=name == "shutdown_timeout_s"), example)
+        tasks, memory = self.max_tasks_per_child, self.max_memory_per_child_mb
+        _check("max_tasks_per_child", tasks, options.count_problem(tasks, minimum=0), "1000 (0: no limit)")
+        _check(
+            "max_memory_per_child_mb",
+            memory,
+            options.seconds_problem(memory, zero_ok=True, unit="megabytes"),
+            "512 (0: no limit)",
+        )
 
     def _check_weights(self) -> None:
         """One weight per queue, each an integer from 1 to MAX_WEIGHT."""
@@ -51,3 +58,9 @@ class WorkerConfig:
         for queue, weight in zip(self.queues, self.weights, strict=True):
             if isinstance(weight, bool) or not isinstance(weight, int) or not 1 <= weight <= MAX_WEIGHT:
                 raise WorkerConfigError(f"queue {queue!r} has weight {weight!r}: use an integer from 1 to {MAX_WEIGHT}")
+
+
+def _check(name: str, value: object, problem: str | None, example: str) -> None:
+    """Raise WorkerConfigError naming the setting when a check found a problem."""
+    if problem:
+        raise WorkerConfigError(options.refusal(name, value, problem, example))

@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 import zmq
+
 from ajq.protocol import Frame, Kind, ProtocolError, decode, encode
 from ajq.worker.config import WorkerConfig
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from ajq.protocol import CANCELLED_ERROR
+from ajq.protocol import CANCELLED_ERROR, options
+from ajq.protocol.limits import cut_error
 from ajq.worker.errors import WorkerError
 from ajq.worker.retry import RetryPolicyProvider
 from ajq.worker.router import Router
@@ -32,7 +33,7 @@ class Outcomes:
         """A child's outcome for `item`, fenced with its lease and given the retry delay if it failed."""
         outcome["id"], outcome["token"] = item["id"], item["token"]
         if outcome["outcome"] == "fail":
-            outcome["retry_in_s"] = self.retry_delay(item)
+            outcome["retry_in_s"], outcome["error"] = self._next_try(item, outcome.get("error") or "")
         self.pending.append(outcome)
 
     def failed(self, item: dict[str, Any], error: WorkerError, *, handled: bool) -> None:
@@ -40,14 +41,9 @@ class Outcomes:
         log.warning("task %s (%s): %s", item["id"], item["type"], error)
         if not handled:
             self._error_handler(item, error)
+        delay, text = self._next_try(item, str(error))
         self.pending.append(
-            {
-                "id": item["id"],
-                "token": item["token"],
-                "outcome": "fail",
-                "error": str(error),
-                "retry_in_s": self.retry_delay(item),
-            }
+            {"id": item["id"], "token": item["token"], "outcome": "fail", "error": text, "retry_in_s": delay}
         )
 
     def cancelled(self, item: dict[str, Any]) -> None:
@@ -61,13 +57,25 @@ class Outcomes:
         items, self.pending = self.pending, []
         return items
 
-    def retry_delay(self, item: dict[str, Any]) -> float:
-        """Seconds before the next try, from the retry policy; 0 if the policy fails."""
+    def _next_try(self, item: dict[str, Any], error: str) -> tuple[float, str]:
+        """Seconds before the next try, from the retry policy, and the try's error text.
+
+        A policy that raises or returns something other than finite seconds (NaN, infinity, a
+        negative number, not a number) must not break the RESULTS batch: the task is retried at
+        once and the error text says what the policy did wrong.
+        """
+        n = item["tries"]
         try:
-            return max(0.0, float(self.retry.delay(item["tries"])))
-        except Exception:  # a user's policy must not break the worker
+            delay: object = self.retry.delay(n)
+        except Exception as exc:  # a user's policy must not break the worker
             log.exception("retry policy failed; retrying at once")
-            return 0.0
+            return 0.0, cut_error(f"{error}\n(the retry policy's delay({n}) raised {exc!r}; retried at once)")
+        if options.seconds_problem(delay, zero_ok=True):
+            log.error("retry policy returned %r for delay(%d); retrying at once", delay, n)
+            note = f"the retry policy's delay({n}) returned {delay!r}, not finite seconds of 0 or more; retried at once"
+            return 0.0, cut_error(f"{error}\n({note})")
+        assert isinstance(delay, int | float)
+        return float(delay), error
 
     def _error_handler(self, item: dict[str, Any], error: WorkerError) -> None:
         """Run the router's error handler here, with a Task rebuilt from the delivery item."""

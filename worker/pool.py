@@ -21,6 +21,7 @@ from typing import Any
 
 import msgpack
 import psutil  # type: ignore[import-untyped]
+
 from ajq.worker.child import child_main
 from ajq.worker.router import Router
 

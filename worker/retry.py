@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from ajq.protocol import options
 from ajq.worker.errors import WorkerConfigError
 
 
@@ -27,10 +28,13 @@ class RetryPolicy:
     jitter: float = 0.0
 
     def __post_init__(self) -> None:
-        if not self.intervals or any(i < 0 for i in self.intervals):
-            raise WorkerConfigError("a RetryPolicy needs at least one interval, none negative")
-        if self.jitter < 0:
-            raise WorkerConfigError("a RetryPolicy's jitter must be zero or more")
+        if not self.intervals:
+            raise WorkerConfigError("RetryPolicy(intervals=[]): give at least one interval, e.g. [1, 10, 60]")
+        for i, interval in enumerate(self.intervals):
+            if problem := options.seconds_problem(interval, zero_ok=True):
+                raise WorkerConfigError(options.refusal(f"intervals[{i}]", interval, problem, "60"))
+        if problem := options.seconds_problem(self.jitter, zero_ok=True) and "a finite number, 0 or more":
+            raise WorkerConfigError(options.refusal("jitter", self.jitter, problem, "0.5"))
 
     def delay(self, n: int) -> float:
         interval = self.intervals[min(max(n, 0), len(self.intervals) - 1)]

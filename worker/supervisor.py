@@ -19,6 +19,7 @@ from enum import Enum
 from typing import Any
 
 import zmq
+
 from ajq.protocol import ErrorCode, Kind
 from ajq.worker.config import WorkerConfig
 from ajq.worker.credit import Prefetch, batches
