@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 
@@ -13,7 +12,7 @@ from ajq.protocol.defaults import DEFAULT_ENDPOINT
 
 
 def parse(argv: list[str] | None) -> BrokerConfig:
-    p = argparse.ArgumentParser(prog="ajbroker", description="The ajq broker: durable queues on ZeroMQ and SQLite.")
+    p = options.OneLineParser(prog="ajbroker", description="The ajq broker: durable queues on ZeroMQ and SQLite.")
     p.add_argument("--bind", help=f"endpoint to listen on (env AJQ_BROKER; default {DEFAULT_ENDPOINT})")
     p.add_argument("--db", help="SQLite file (env AJQ_DB; default ./ajq.db)")
     p.add_argument("--synchronous", help="FULL (default: every commit on disk), EXTRA, NORMAL or OFF")

@@ -52,6 +52,7 @@ from ajq.client.cli_views import (
     positive_int,
 )
 from ajq.client.errors import ClientError
+from ajq.protocol import options
 from ajq.protocol.defaults import DEFAULT_ENDPOINT, DEFAULT_QUEUE, endpoint
 
 __all__ = ["build_parser", "format_duration", "main", "parse_duration"]
@@ -157,7 +158,7 @@ def add_other_commands(groups: Any) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argparse tree: `ajc [--broker E] [--timeout S] {queue,task,cron,workers,info,top} ...`."""
-    p = argparse.ArgumentParser(prog="ajc", description="Admin CLI for the ajq broker.")
+    p = options.OneLineParser(prog="ajc", description="Admin CLI for the ajq broker.")
     p.add_argument("--broker", help=f"broker endpoint (env AJQ_BROKER; default {DEFAULT_ENDPOINT})")
     p.add_argument("--timeout", type=positive_float, default=10.0, help="seconds to wait for the broker (10)")
     groups = p.add_subparsers(dest="group", required=True, metavar="{queue,task,cron,workers,info,top}")

@@ -12,7 +12,7 @@ import argparse
 import math
 import re
 from collections.abc import Callable
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
 T = TypeVar("T")
 
@@ -102,3 +102,10 @@ def arg(parse: Callable[[str], T]) -> Callable[[str], T]:
 
     wrapped.__name__ = getattr(parse, "__name__", "value")
     return wrapped
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line, `prog: what is wrong`, and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog.split()[0]} --help)\n")

@@ -57,11 +57,16 @@ class Proc:
     log: Path
     test_dir: Path
     proc: subprocess.Popen[bytes] | None = None
+    cwd: Path = REPO  # where it runs; an app's own directory for tests of how apps import ajq
+    repo_on_path: bool = True  # PYTHONPATH holds the repository (tests.apps); False: as a user runs it
 
     def start(self) -> Proc:
         out = self.log.open("ab")
+        proc_env = env(self.test_dir)
+        if not self.repo_on_path:
+            proc_env.pop("PYTHONPATH")
         self.proc = subprocess.Popen(
-            [sys.executable, *self.args], cwd=REPO, env=env(self.test_dir), stdout=out, stderr=subprocess.STDOUT
+            [sys.executable, *self.args], cwd=self.cwd, env=proc_env, stdout=out, stderr=subprocess.STDOUT
         )
         out.close()
         return self

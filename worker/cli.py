@@ -69,7 +69,7 @@ def parse_queue(value: str) -> tuple[str, int]:
 
 def build_parser() -> argparse.ArgumentParser:
     """ajworker's command line; separate from main() so tests can parse without starting anything."""
-    p = argparse.ArgumentParser(prog="ajworker", description="Run ajq tasks in a pool of forked processes.")
+    p = options.OneLineParser(prog="ajworker", description="Run ajq tasks in a pool of forked processes.")
     p.add_argument("app", help="the Router to serve, as module:attribute (e.g. myapp.tasks:router)")
     p.add_argument("--broker", help=f"broker endpoint (env AJQ_BROKER; default {DEFAULT_ENDPOINT})")
     p.add_argument("--procs", type=parse_procs, default="auto", help="processes: a number or 'auto' (default)")

@@ -35,6 +35,7 @@ class RetryPolicy:
                 raise WorkerConfigError(options.refusal(f"intervals[{i}]", interval, problem, "60"))
         if problem := options.seconds_problem(self.jitter, zero_ok=True) and "a finite number, 0 or more":
             raise WorkerConfigError(options.refusal("jitter", self.jitter, problem, "0.5"))
+        object.__setattr__(self, "intervals", tuple(float(i) for i in self.intervals))  # frozen: set once, here
 
     def delay(self, n: int) -> float:
         interval = self.intervals[min(max(n, 0), len(self.intervals) - 1)]
