@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from ajq.worker import Router, Task
+from ajq import Router, Task
 
 router = Router()
 

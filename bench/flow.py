@@ -7,7 +7,7 @@ import signal
 import time
 from dataclasses import dataclass
 
-from ajq.client import Client
+from ajq import Client
 from bench.procs import Cluster, LoadMeter, poll_until
 from bench.report import LOAD, Run, percentile
 

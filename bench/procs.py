@@ -20,7 +20,7 @@ from typing import TypeVar
 
 import psutil
 
-from ajq.client import Client, ClientError
+from ajq import Client, ClientError
 
 ROOT = Path(__file__).resolve().parent.parent
 STOP_TIMEOUT_S = 10.0

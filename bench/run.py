@@ -18,7 +18,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from ajq.client import Client
+from ajq import Client
 from bench import flow
 from bench.apps import spin
 from bench.procs import ROOT, Cluster, LoadMeter, poll_until

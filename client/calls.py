@@ -231,23 +231,30 @@ def queue_info(name: str) -> Call[QueueInfo]:
     return Call(Kind.QUEUE_INFO, {"name": name}, QueueInfo.from_wire)
 
 
+def _tries_problem(value: object) -> str | None:
+    return None if value == -1 and not isinstance(value, bool) else options.count_problem(value, minimum=1)
+
+
+# Each queue limit: its wire name, its check, an example.
+QUEUE_LIMITS: dict[str, tuple[str, Callable[[object], str | None], str]] = {
+    "max_concurrent": ("max_concurrent", lambda v: options.count_problem(v, minimum=1), "50"),
+    "max_run_time": ("max_run_time_s", options.seconds_problem, "3600"),
+    "max_tries": ("max_tries", _tries_problem, "25 (-1: unlimited)"),
+    "retention": ("retention_s", lambda v: options.seconds_problem(v, zero_ok=True), "86400"),
+    "dead_max": ("dead_max", lambda v: options.count_problem(v, minimum=0), "10000"),
+    "dead_retention": ("dead_retention_s", lambda v: options.seconds_problem(v, zero_ok=True), "7776000"),
+}
+
+
 def configure_queue(name: str, **limits: float | None) -> Call[QueueInfo]:
-    """QUEUE_CONFIGURE: the given limits (seconds for times) under their wire names."""
-    wire = {
-        "max_concurrent": ("max_concurrent", int),
-        "max_run_time": ("max_run_time_s", float),
-        "max_tries": ("max_tries", int),
-        "retention": ("retention_s", float),
-        "dead_max": ("dead_max", int),
-        "dead_retention": ("dead_retention_s", float),
-    }
+    """QUEUE_CONFIGURE: the given limits (seconds for times, whole numbers for counts), checked."""
     body: dict[str, Any] = {"name": name}
     for key, value in limits.items():
         if value is not None:
-            field_name, kind = wire[key]
-            if kind is float and (problem := options.seconds_problem(value, zero_ok=key != "max_run_time")):
-                raise InvalidArgument(options.refusal(key, value, problem, "3600"))
-            body[field_name] = kind(value)
+            wire_name, problem_of, example = QUEUE_LIMITS[key]
+            if problem := problem_of(value):
+                raise InvalidArgument(options.refusal(key, value, problem, example))
+            body[wire_name] = value
     return Call(Kind.QUEUE_CONFIGURE, body, QueueInfo.from_wire)
 
 

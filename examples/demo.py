@@ -14,7 +14,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from ajq.client import Client, ClientError
+from ajq import Client, ClientError
 
 ENDPOINT = "tcp://127.0.0.1:7480"
 ROOT = Path(__file__).resolve().parent.parent

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
-from ajq.worker import Router, Task, TerminateTask
+from ajq import Router, Task, TerminateTask
 
 router = Router()
 

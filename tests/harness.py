@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ajq.client import Client, ClientError
+from ajq import Client, ClientError
 
 REPO = Path(__file__).resolve().parent.parent
 T = TypeVar("T")

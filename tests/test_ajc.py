@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from ajq.client import Client, ClientError
+from ajq import Client, ClientError
 from ajq.client.cli import format_duration, main, parse_duration
 from ajq.client.cli_live import Tally, events_endpoint
 from ajq.client.cli_views import parse_deadline, parse_time

@@ -7,7 +7,7 @@ import asyncio
 import psutil
 import pytest
 
-from ajq.client import AsyncClient, Client, ClientError, QueueNotFound, RequestTimeout, TaskNotFound
+from ajq import AsyncClient, Client, ClientError, QueueNotFound, RequestTimeout, TaskNotFound
 from tests.harness import BrokerHandle, free_port
 
 

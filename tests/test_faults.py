@@ -9,7 +9,7 @@ from pathlib import Path
 import msgpack
 import pytest
 
-from ajq.client import Client, ClientError
+from ajq import Client, ClientError
 from ajq.protocol import ErrorCode, Kind, encode, encode_value
 from tests.harness import BrokerHandle, Proc, events, start_broker, start_worker, wait_for
 from tests.rawpeer import RawPeer

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 import ajq
-from ajq.client import AsyncClient, Client
+from ajq import AsyncClient, Client
 from tests.harness import REPO, BrokerHandle, Proc, registered, wait_for
 from tests.layout import PARTS
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ajq.client import Client
+from ajq import Client
 from tests.harness import BrokerHandle, Proc, start_worker
 
 APP = "tests.apps.basic:router"

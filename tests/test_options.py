@@ -138,6 +138,8 @@ def test_submit_refuses_a_bad_option_before_sending(offline: Client, options: di
 @pytest.mark.parametrize("call", [
     lambda c: c.wait("x", timeout=NAN), lambda c: c.wait("x", timeout=INF), lambda c: c.get("x", timeout=NAN),
     lambda c: c.configure_queue("Q", max_run_time=NAN), lambda c: c.configure_queue("Q", retention=INF),
+    lambda c: c.configure_queue("Q", max_concurrent=NAN), lambda c: c.configure_queue("Q", max_tries=0),
+    lambda c: c.configure_queue("Q", max_concurrent=True), lambda c: c.configure_queue("Q", dead_max=-1),
     lambda c: c.submit_many([{"type": "echo", "delay_s": 1}]),
 ])  # fmt: skip
 def test_client_calls_refuse_nonsense(offline: Client, call: Any) -> None:

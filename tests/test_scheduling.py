@@ -12,7 +12,7 @@ import msgpack
 import pytest
 import zmq
 
-from ajq.client import Client, DuplicateTask, InvalidRequest, QueueNotFound, TaskNotFound
+from ajq import Client, DuplicateTask, InvalidRequest, QueueNotFound, TaskNotFound
 from tests.harness import BrokerHandle, Proc, start_worker, wait_for
 
 APP = "tests.apps.basic:router"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ajq.client import WaitTimeout
+from ajq import WaitTimeout
 from tests.harness import BrokerHandle, Proc, events, start_worker, wait_for
 
 APP = "tests.apps.basic:router"

@@ -17,9 +17,8 @@ import msgpack
 import psutil
 import pytest
 
-from ajq.client import Client
+from ajq import Client, Router, Task, TerminateTask
 from ajq.protocol import Kind, decode_value, encode_value
-from ajq.worker import Router, Task, TerminateTask
 from ajq.worker.child import run_one
 from ajq.worker.cli import build_parser, config_from_args
 from ajq.worker.errors import NoHandler, WorkerConfigError

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ajq.worker import RETRY_LINEAR_ONE_HOUR, RETRY_LINEAR_ONE_MINUTE, RETRY_LINEAR_TEN_MINUTES, RetryPolicy, Router
+from ajq import RETRY_LINEAR_ONE_HOUR, RETRY_LINEAR_ONE_MINUTE, RETRY_LINEAR_TEN_MINUTES, RetryPolicy, Router
 from ajq.worker.cpus import available_cpus, cgroup_quota
 from ajq.worker.retry import RETRY_SIDEKIQ, by_name
 

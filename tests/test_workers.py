@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ajq.client import Client
+from ajq import Client
 from tests.harness import BrokerHandle, Proc, events, start_worker, wait_for
 
 APP = "tests.apps.basic:router"

@@ -37,8 +37,8 @@ class WorkerConfig:
         if not self.weights:
             object.__setattr__(self, "weights", (1,) * len(self.queues))  # frozen: set once, here
         self._check_weights()
-        if self.prefetch != -1:
-            _check("prefetch", self.prefetch, options.count_problem(self.prefetch, minimum=0), "-1 (adaptive) or 8")
+        if self.prefetch != -1 and options.count_problem(self.prefetch, minimum=0):
+            _check("prefetch", self.prefetch, "-1 (adaptive), 0 or more", "8")
         for name, example in (("shutdown_timeout_s", "8.0"), ("heartbeat_s", "1.0"), ("ack_timeout_s", "3.0")):
             value = getattr(self, name)
             _check(name, value, options.seconds_problem(value, zero_ok=name == "shutdown_timeout_s"), example)

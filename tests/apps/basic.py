@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ajq.worker import RetryPolicy, Router, Task, TerminateTask
+from ajq import RetryPolicy, Router, Task, TerminateTask
 
 router = Router(retry=RetryPolicy([0.05]))  # fast retries for tests
 EVENTS = Path(os.environ.get("AJQ_TEST_DIR", "/tmp")) / "events.log"

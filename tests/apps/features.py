@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ajq.worker import RetryPolicy, Router, Task, TerminateTask
+from ajq import RetryPolicy, Router, Task, TerminateTask
 from tests.apps.basic import record
 
 router = Router(retry=RetryPolicy([0.05]))  # fast retries for tests

@@ -1,6 +1,6 @@
 """A router with no catch-all: other types have no handler."""
 
-from ajq.worker import RetryPolicy, Router, Task
+from ajq import RetryPolicy, Router, Task
 
 router = Router(retry=RetryPolicy([0.05]))
 
