@@ -128,6 +128,7 @@ def test_every_name_a_user_writes_comes_from_ajq() -> None:
               "RETRY_SIDEKIQ", "Submitted", "TaskInfo", "QueueInfo", "WorkerInfo", "CronInfo", "TaskState"]  # fmt: skip
     assert [name for name in wanted if not hasattr(ajq, name)] == []
     assert all(hasattr(ajq, name) for name in ajq.__all__)
+    assert sorted(ajq._HOME) == sorted(set(ajq.__all__) - {"__version__"})
     # And every exception of the client is exported.
     from ajq.client import errors
 
@@ -175,6 +176,20 @@ def test_nothing_imports_a_bare_part_name(folder: str) -> None:
                 continue
             offenders += [f"{path.relative_to(REPO)}:{node.lineno} {n}" for n in names if n.split(".")[0] in BARE]
     assert not offenders, offenders
+
+
+@pytest.mark.parametrize(
+    "module, not_loaded",
+    [("ajq.broker.server", ("ajq.client", "ajq.worker")), ("ajq.worker.supervisor", ("ajq.client", "ajq.broker")),
+     ("ajq.client", ("ajq.worker", "ajq.broker"))],
+)  # fmt: skip
+def test_each_part_loads_without_the_others(module: str, not_loaded: tuple[str, ...]) -> None:
+    # When one part is imported in a fresh interpreter, Then the public ajq package loads no other part.
+    code = f"import importlib, sys; importlib.import_module({module!r}); import ajq; print(sorted(sys.modules))"
+    run = subprocess.run([sys.executable, "-c", code], cwd="/", capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    loaded = set(ast.literal_eval(run.stdout))
+    assert not loaded & set(not_loaded)
 
 
 def test_importing_all_of_ajq_loads_no_bare_part() -> None:
