@@ -97,13 +97,15 @@ def results(b: Broker, ident: bytes, frame: Frame, now: Now) -> None:
 
 def _late_but_current(b: Broker, item: dict[str, Any], now: Now) -> bool:
     """An outcome from a worker the broker gave up on (lost, or its lease ran out), for a task
-    that has not been leased again since (waiting to retry, or dead if that was its last try): its
-    token is still the task's last. Take a complete or terminate (the work is done), so a worker
-    that comes back loses nothing."""
+    waiting to retry that has not been leased again since: its token is still the task's last.
+    Take a complete or terminate (the work is done), so a worker that comes back loses nothing.
+
+    A final state is final: a task that went `dead` (its waiters answered, its dependants made
+    `unreachable`) is not revived by a late answer, which is refused as stale (SPEC section 6)."""
     if item["outcome"] == "fail":
         return False
     row = b.store.get_task(item["id"])
-    if row is None or row.state not in (TaskState.RETRY, TaskState.DEAD) or row.token != item["token"]:
+    if row is None or row.state != TaskState.RETRY or row.token != item["token"]:
         return False
     state = TaskState.COMPLETE if item["outcome"] == "complete" else TaskState.TERMINATED
     error = None if state == TaskState.COMPLETE else cut(item.get("error")) or "terminated by its handler"

@@ -286,21 +286,46 @@ def test_a_task_unreachable_at_submit_takes_no_unique_lock(rig: Rig) -> None:
     assert first.kind is second.kind is Kind.REPLY
 
 
-def test_a_late_complete_on_a_last_try_that_expired_is_taken(rig: Rig) -> None:
-    # Given a task on its last try whose lease ran out (the worker was slow, not gone).
-    rig.step((C, Kind.QUEUE_CONFIGURE, {"name": "Q", "max_run_time_s": 5.0, "max_tries": 1}))
+def test_a_late_complete_on_a_try_that_expired_is_taken_while_the_task_waits_to_retry(rig: Rig) -> None:
+    # Given a task whose lease ran out (the worker was slow, not gone), with a try left.
+    rig.step((C, Kind.QUEUE_CONFIGURE, {"name": "Q", "max_run_time_s": 5.0, "max_tries": 2}))
     [task_id] = rig.submit("Q", 1)
     [t] = delivered(rig.hello(W1, ["Q"], 1), W1)
+    rig.step((W1, Kind.PAUSE, {}))
     rig.advance(6.5)
     rig.step((W1, Kind.HEARTBEAT, {}))
-    dead = rig.store.get_task(task_id)
-    assert dead is not None and dead.state == "dead"
+    row = rig.store.get_task(task_id)
+    assert row is not None and row.state == "retry"
     # When its complete arrives late, under the same token, Then the work is not lost.
     done = {"id": task_id, "token": t["token"], "outcome": "complete", "result": encode_value("late")}
     [(_, reply)] = rig.step((W1, Kind.RESULTS, {"results": [done]}))
     assert reply.body["data"]["accepted"] == [task_id]
     row = rig.store.get_task(task_id)
-    assert row is not None and row.state == "complete" and rig.broker.counts["Q"]["dead"] == 0
+    assert row is not None and row.state == "complete" and rig.broker.counts["Q"]["retry"] == 0
+
+
+def test_a_late_complete_does_not_revive_a_dead_task(rig: Rig) -> None:
+    # Given a task on its last try with a dependant, and a client waiting on it.
+    rig.step((C, Kind.QUEUE_CONFIGURE, {"name": "Q", "max_run_time_s": 5.0, "max_tries": 1}))
+    [task_id] = rig.submit("Q", 1)
+    child = {"type": "t", "payload": encode_value(None), "depends_on": [task_id]}
+    [(_, reply)] = rig.step((C, Kind.SUBMIT, {"queue": "Other", "tasks": [child]}))
+    [child_id] = reply.body["data"]["ids"]
+    [t] = delivered(rig.hello(W1, ["Q"], 1), W1)
+    rig.step((C, Kind.WAIT, {"id": task_id, "timeout_s": 60.0}))
+    # When its lease runs out: it is dead, the waiter is told so, and the dependant is unreachable.
+    rig.advance(6.5)
+    out = rig.step((W1, Kind.HEARTBEAT, {}))
+    assert [f.body["data"]["state"] for i, f in out if i == C] == ["dead"]
+    # And then its complete arrives late, under the same token
+    done = {"id": task_id, "token": t["token"], "outcome": "complete", "result": encode_value("late")}
+    [(_, reply)] = rig.step((W1, Kind.RESULTS, {"results": [done]}))
+    # Then it is refused as stale, and nothing contradicts what the waiter and the dependant saw.
+    assert reply.body["data"]["accepted"] == []
+    assert [code for _, code, _ in reply.body["data"]["refused"]] == [ErrorCode.STALE_LEASE]
+    parent, dependant = rig.store.get_task(task_id), rig.store.get_task(child_id)
+    assert parent is not None and parent.state == "dead" and rig.broker.counts["Q"]["dead"] == 1
+    assert dependant is not None and dependant.state == "unreachable"
 
 
 @pytest.mark.parametrize(
