@@ -15,6 +15,7 @@ from ajq.broker.registry import WorkerState
 from ajq.protocol import ErrorCode, Frame, Kind, ProtocolError, TaskState
 from ajq.protocol.clock import Now
 from ajq.protocol.limits import cut_error
+from ajq.protocol.messages import check_item
 
 if TYPE_CHECKING:
     from ajq.broker.core import Broker
@@ -71,7 +72,9 @@ def results(b: Broker, ident: bytes, frame: Frame, now: Now) -> None:
     worker = b.workers.seen(ident, now.mono)
     accepted: list[str] = []
     refused: list[list[Any]] = []
-    for item in frame.body["results"]:
+    for i, item in enumerate(frame.body["results"]):
+        if not _well_formed(b, Kind.RESULTS, "results", i, item, refused):
+            continue
         lease = b.leases.get(item["id"])
         if lease is None or lease.token != item["token"] or lease.worker != ident:
             if _late_but_current(b, item, now):
@@ -119,7 +122,9 @@ def release(b: Broker, ident: bytes, frame: Frame, now: Now) -> None:
     b.workers.seen(ident, now.mono)
     accepted: list[str] = []
     refused: list[list[Any]] = []
-    for item in frame.body["leases"]:
+    for i, item in enumerate(frame.body["leases"]):
+        if not _well_formed(b, Kind.RELEASE, "leases", i, item, refused):
+            continue
         lease = _current(b, ident, item["id"], item["token"], refused)
         if lease is not None:
             lifecycle.release(b, lease, now)
@@ -157,6 +162,17 @@ def _current(b: Broker, ident: bytes, task_id: str, token: int, refused: list[li
         refused.append(_stale(task_id, token))
         return None
     return lease
+
+
+def _well_formed(b: Broker, kind: Kind, field: str, i: int, item: Any, refused: list[list[Any]]) -> bool:
+    """Check one item alone; a bad one is refused with its own code and the rest still apply."""
+    try:
+        check_item(kind, field, i, item, b.limits)
+    except ProtocolError as exc:
+        task_id = item.get("id") if isinstance(item, dict) else None
+        refused.append([task_id if isinstance(task_id, str) else "", int(exc.code), str(exc)])
+        return False
+    return True
 
 
 def _stale(task_id: str, token: int) -> list[Any]:

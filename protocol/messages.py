@@ -210,6 +210,10 @@ ITEMS: dict[tuple[Kind, str], dict[str, FieldSpec]] = {
     (Kind.DELIVER, "tasks"): DELIVER_ITEM,
 }
 
+# Batches whose items are independent answers about leases: the receiver checks each item alone
+# (check_item) and refuses a bad one by itself, so one bad outcome never costs the others.
+ITEMS_ALONE = frozenset({(Kind.RESULTS, "results"), (Kind.RELEASE, "leases")})
+
 
 def check_fields(where: str, body: Any, spec: dict[str, FieldSpec]) -> None:
     """Raise BAD_FIELD unless `body` is a map with exactly the fields `spec` allows.
@@ -256,7 +260,7 @@ def _required(spec: dict[str, FieldSpec]) -> tuple[str, ...]:
 def check_body(kind: Kind, body: Any, limits: Limits) -> None:
     """Validate a whole body, including each item of its batches and the payload sizes."""
     check_fields(kind.value, body, BODIES[kind])
-    for (item_kind, field), spec in ITEMS.items():
+    for item_kind, field in ITEMS:
         if item_kind is not kind:
             continue
         items = body[field]
@@ -267,9 +271,16 @@ def check_body(kind: Kind, body: Any, limits: Limits) -> None:
                 ErrorCode.TOO_LARGE,
                 f"{kind.value} has {len(items)} {field}, more than the limit of {limits.max_batch}: split it",
             )
+        if (kind, field) in ITEMS_ALONE:
+            continue
         for i, item in enumerate(items):
-            check_fields(f"{kind.value} {field}[{i}]", item, spec)
-            _check_sizes(kind, field, i, item, limits)
+            check_item(kind, field, i, item, limits)
+
+
+def check_item(kind: Kind, field: str, i: int, item: Any, limits: Limits) -> None:
+    """Validate item `i` of the batch `field` of a `kind` body: its fields and its sizes."""
+    check_fields(f"{kind.value} {field}[{i}]", item, ITEMS[(kind, field)])
+    _check_sizes(kind, field, i, item, limits)
 
 
 def _check_sizes(kind: Kind, field: str, i: int, item: dict[str, Any], limits: Limits) -> None:

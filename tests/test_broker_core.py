@@ -349,3 +349,33 @@ def test_a_refused_submit_leaves_no_queue_behind(rig: Rig) -> None:
     [(_, reply)] = rig.step((C, Kind.SUBMIT, {"queue": "NEWQ", "tasks": [dup]}))
     assert reply.body["code"] == ErrorCode.DUPLICATE
     assert "NEWQ" not in rig.broker.queues and all(q.name != "NEWQ" for q in rig.store.queues())
+
+
+def test_one_bad_outcome_is_refused_alone_and_the_rest_of_the_batch_applies(rig: Rig) -> None:
+    # Given three leases of one worker and more tasks waiting.
+    rig.submit("Q", 6)
+    leased = delivered(rig.hello(W1, ["Q"], 3), W1)
+    a, b, c = leased
+    # When one RESULTS holds a good complete, a fail with an infinite retry delay, an item that is
+    # not a map, a result over the size limit, and a good fail, with credit for two more
+    items: list[Any] = [
+        {"id": a["id"], "token": a["token"], "outcome": "complete", "result": encode_value("ok")},
+        {"id": b["id"], "token": b["token"], "outcome": "fail", "retry_in_s": float("inf")},
+        "not a map",
+        {
+            "id": b["id"],
+            "token": b["token"],
+            "outcome": "complete",
+            "result": b"x" * (rig.broker.limits.max_payload_bytes + 1),
+        },
+        {"id": c["id"], "token": c["token"], "outcome": "fail", "error": "boom"},
+    ]
+    out = rig.step((W1, Kind.RESULTS, {"results": items, "credit": 2}))
+    # Then the good ones are applied, each bad one is refused with its own code, and the credit counts.
+    [reply] = [f for i, f in out if i == W1 and f.kind is Kind.REPLY]
+    assert reply.body["data"]["accepted"] == [a["id"], c["id"]]
+    refused = [(task_id, code) for task_id, code, _ in reply.body["data"]["refused"]]
+    assert refused == [(b["id"], ErrorCode.BAD_FIELD), ("", ErrorCode.BAD_FIELD), (b["id"], ErrorCode.TOO_LARGE)]
+    assert len(delivered(out, W1)) == 2
+    rows = [rig.store.get_task(t["id"]) for t in leased]
+    assert [(r.state, r.tries) for r in rows if r is not None] == [("complete", 1), ("active", 1), ("active", 2)]
