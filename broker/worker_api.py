@@ -14,7 +14,7 @@ from ajq.broker.leases import Lease
 from ajq.broker.registry import WorkerState
 from ajq.protocol import ErrorCode, Frame, Kind, ProtocolError, TaskState
 from ajq.protocol.clock import Now
-from ajq.protocol.limits import cut_error
+from ajq.protocol.limits import MAX_PREFETCH_PER_PROC, cut_error, max_credit
 from ajq.protocol.messages import check_item
 
 if TYPE_CHECKING:
@@ -58,8 +58,20 @@ def hello(b: Broker, ident: bytes, frame: Frame, now: Now) -> None:
 
 def credit(b: Broker, ident: bytes, frame: Frame, now: Now) -> None:
     worker = _registered(b, ident, now)
+    _check_credit(worker, frame.body["n"])
     worker.credit += frame.body["n"]
     worker.paused = False
+
+
+def _check_credit(worker: WorkerState, n: int) -> None:
+    """Refuse credit that would let the worker hold more than its processes and their prefetch."""
+    most = max_credit(worker.procs)
+    if worker.credit + len(worker.running) + n > most:
+        raise ProtocolError(
+            ErrorCode.BAD_FIELD,
+            f"credit {n} would let this worker hold {worker.credit + len(worker.running) + n} tasks, more than "
+            f"{most} ({worker.procs} processes, {MAX_PREFETCH_PER_PROC} ready each): ask only for free slots",
+        )
 
 
 def pause(b: Broker, ident: bytes, frame: Frame, now: Now) -> None:
@@ -94,8 +106,13 @@ def results(b: Broker, ident: bytes, frame: Frame, now: Now) -> None:
     b.reply(ident, frame.corr, {"accepted": accepted, "refused": refused})
     if worker is None:
         _not_registered(b, ident)
-    else:
-        worker.credit += frame.body.get("credit", 0)
+        return
+    try:
+        _check_credit(worker, frame.body.get("credit", 0))
+    except ProtocolError as exc:  # the outcomes stand; only the credit is refused
+        b.reply_error(ident, 0, exc)
+        return
+    worker.credit += frame.body.get("credit", 0)
 
 
 def _late_but_current(b: Broker, item: dict[str, Any], now: Now) -> bool:

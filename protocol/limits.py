@@ -9,6 +9,8 @@ HARD_FRAME_BYTES = 64 * 1024 * 1024  # above this, ZeroMQ drops the connection b
 MAX_PAYLOAD_BYTES = 1024 * 1024  # one task's encoded payload or result
 MAX_BATCH = 10_000  # tasks in one SUBMIT, leases in one RESULTS
 MAX_NAME_CHARS = 200  # queue names and task types
+MAX_WORKER_PROCS = 4096  # processes one worker may announce in HELLO
+MAX_PREFETCH_PER_PROC = 64  # tasks a worker may hold ready per process, beyond the one it runs
 MAX_ERROR_CHARS = 8_000  # stored error text; longer text is cut, not refused
 CUT_MARK = "\n...(cut)"
 
@@ -20,6 +22,11 @@ class Limits:
     max_frame_bytes: int = MAX_FRAME_BYTES
     max_payload_bytes: int = MAX_PAYLOAD_BYTES
     max_batch: int = MAX_BATCH
+
+
+def max_credit(procs: int) -> int:
+    """The most tasks a worker of `procs` processes may hold (leased) or ask for (credit) at once."""
+    return procs * (1 + MAX_PREFETCH_PER_PROC)
 
 
 def cut_error(text: str) -> str:

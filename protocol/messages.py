@@ -12,7 +12,7 @@ from enum import StrEnum
 from typing import Any
 
 from ajq.protocol.errors import ErrorCode, ProtocolError
-from ajq.protocol.limits import MAX_NAME_CHARS, Limits
+from ajq.protocol.limits import MAX_NAME_CHARS, MAX_WORKER_PROCS, Limits
 
 
 class Kind(StrEnum):
@@ -73,6 +73,10 @@ def _non_negative(value: float) -> str | None:
 
 def _positive(value: float) -> str | None:
     return "must be more than zero" if value <= 0 else None
+
+
+def _procs(value: int) -> str | None:
+    return None if 1 <= value <= MAX_WORKER_PROCS else f"must be from 1 to {MAX_WORKER_PROCS}"
 
 
 def _tries(value: int) -> str | None:
@@ -185,7 +189,7 @@ BODIES: dict[Kind, dict[str, FieldSpec]] = {
         "worker_id": (str, True, _name),
         "host": (str, True, None),
         "pid": (int, True, None),
-        "procs": (int, True, _positive),
+        "procs": (int, True, _procs),
         "queues": (list, True, _names),
         "weights": (list, False, _weights),  # one per queue; absent: all 1
         "strict": (bool, False, None),  # serve a queue only when every earlier one is empty

@@ -379,3 +379,22 @@ def test_one_bad_outcome_is_refused_alone_and_the_rest_of_the_batch_applies(rig:
     assert len(delivered(out, W1)) == 2
     rows = [rig.store.get_task(t["id"]) for t in leased]
     assert [(r.state, r.tries) for r in rows if r is not None] == [("complete", 1), ("active", 1), ("active", 2)]
+
+
+def test_credit_beyond_the_workers_processes_and_prefetch_is_refused(rig: Rig) -> None:
+    # Given a worker of 2 processes holding 2 leases, with the rest of its bound as credit
+    rig.submit("Q", 2)
+    most = 2 * 65
+    assert len(delivered(rig.hello(W1, ["Q"], 2), W1)) == 2
+    assert rig.step((W1, Kind.CREDIT, {"n": most - 2})) == []
+    # When it asks for one more, or for millions, Then each is refused, and its credit is unchanged.
+    for n in (1, 10**9):
+        [(_, error)] = rig.step((W1, Kind.CREDIT, {"n": n}))
+        assert error.kind is Kind.ERROR and error.body["code"] == ErrorCode.BAD_FIELD
+        assert "more than 130" in error.body["message"]
+    worker = rig.broker.workers.get(W1)
+    assert worker is not None and worker.credit == most - 2
+    # And a HELLO announcing more processes than a worker may have is refused.
+    body = {"worker_id": "w2", "host": "h", "pid": 1, "procs": 10**6, "queues": ["Q"]}
+    [(_, error)] = rig.step((W2, Kind.HELLO, body))
+    assert error.kind is Kind.ERROR and error.body["code"] == ErrorCode.BAD_FIELD

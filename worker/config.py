@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from ajq.protocol import options
 from ajq.protocol.defaults import DEFAULT_QUEUE, endpoint
+from ajq.protocol.limits import MAX_PREFETCH_PER_PROC, MAX_WORKER_PROCS
 from ajq.worker.errors import WorkerConfigError
 
 MAX_WEIGHT = 1000  # the protocol's bound on a queue weight
@@ -29,7 +30,10 @@ class WorkerConfig:
 
     def __post_init__(self) -> None:
         """Refuse settings that cannot work, with a message saying what is accepted."""
-        _check("procs", self.procs, options.count_problem(self.procs, minimum=1), "2")
+        procs_problem = options.count_problem(self.procs, minimum=1) or (
+            f"at most {MAX_WORKER_PROCS}" if self.procs > MAX_WORKER_PROCS else None
+        )
+        _check("procs", self.procs, procs_problem, "2")
         if not self.queues:
             raise WorkerConfigError("no queue to serve: name one with --queue")
         if len(set(self.queues)) != len(self.queues):
@@ -37,8 +41,9 @@ class WorkerConfig:
         if not self.weights:
             object.__setattr__(self, "weights", (1,) * len(self.queues))  # frozen: set once, here
         self._check_weights()
-        if self.prefetch != -1 and options.count_problem(self.prefetch, minimum=0):
-            _check("prefetch", self.prefetch, "-1 (adaptive), 0 or more", "8")
+        most = MAX_PREFETCH_PER_PROC * self.procs
+        if self.prefetch != -1 and (options.count_problem(self.prefetch, minimum=0) or self.prefetch > most):
+            _check("prefetch", self.prefetch, f"-1 (adaptive), or 0 to {most} ({MAX_PREFETCH_PER_PROC} a process)", "8")
         for name, example in (("shutdown_timeout_s", "8.0"), ("heartbeat_s", "1.0"), ("ack_timeout_s", "3.0")):
             value = getattr(self, name)
             _check(name, value, options.seconds_problem(value, zero_ok=name == "shutdown_timeout_s"), example)

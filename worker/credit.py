@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ajq.protocol.limits import MAX_BATCH, MAX_FRAME_BYTES
+from ajq.protocol.limits import MAX_BATCH, MAX_FRAME_BYTES, MAX_PREFETCH_PER_PROC
 
 BATCH_BYTES = MAX_FRAME_BYTES // 2  # outcomes per RESULTS message, by size
 
@@ -31,7 +31,7 @@ class Prefetch:
     """
 
     BUFFER_S = 0.025
-    MAX_PER_PROC = 64
+    MAX_PER_PROC = MAX_PREFETCH_PER_PROC  # the broker refuses credit beyond it
 
     def __init__(self, procs: int, fixed: int) -> None:
         self.procs = procs
