@@ -67,11 +67,13 @@ def _file_size(path: str) -> int:
 
 
 def cancel(b: Broker, ident: bytes, frame: Frame, now: Now) -> None:
-    """A waiting task ends `terminated` now; a running one once its worker has killed it."""
+    """A waiting task ends `terminated` now; a running one once its worker has killed it. The cancel
+    is written before the reply, so a broker restart tells the worker again (see `worker_api.hello`)."""
     row = find_task(b, frame.body["id"])
     if row.state == TaskState.ACTIVE:
         lease = b.leases.get(row.id)
         if lease is not None:
+            b.store.add_cancel(row.id)
             b.cancelling.add(row.id)
             b.send(lease.worker, Kind.CANCEL, {"id": row.id, "token": lease.token})
     elif row.state not in FINAL_STATES:

@@ -50,7 +50,7 @@ class Broker:
         self.events = Events()
         self.waiters = Waiters()
         self.schedules: dict[str, ScheduleRow] = {}
-        self.cancelling: set[str] = set()  # active tasks whose worker was told to cancel them
+        self.cancelling: set[str] = set()  # active tasks with an acknowledged cancel (table `cancels`)
         self.dirty: set[str] = set()  # queues that may hold tasks ready now
         self.next_ready: dict[str, float] = {}  # queue -> wall time its next waiting task is due
         self._replies: list[tuple[bytes, int, Kind, dict[str, Any]]] = []
@@ -82,7 +82,7 @@ class Broker:
             worker = self.workers.get(ident)
             if worker is not None:
                 worker.running.add(t.id)
-        self.cancelling = {t for t in self.cancelling if self.leases.get(t) is not None}
+        self.cancelling = {t for t in self.store.cancels() if self.leases.get(t) is not None}
         self.schedules = {s.name: s for s in self.store.schedules()}
         self.dirty = set(self.queues)
         self.next_ready.clear()

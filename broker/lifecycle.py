@@ -17,7 +17,9 @@ if TYPE_CHECKING:
 
 def end_lease(b: Broker, lease: Lease) -> None:
     b.leases.pop(lease.task_id)
-    b.cancelling.discard(lease.task_id)
+    if lease.task_id in b.cancelling:
+        b.cancelling.discard(lease.task_id)
+        b.store.drop_cancels([lease.task_id])
     worker = b.workers.get(lease.worker)
     if worker is not None:
         worker.running.discard(lease.task_id)

@@ -54,6 +54,11 @@ def hello(b: Broker, ident: bytes, frame: Frame, now: Now) -> None:
             "running": sorted(worker.running),
         },
     )
+    # Cancels acknowledged before a broker restart or this reconnect are told again, after the welcome.
+    for task_id in sorted(worker.running & b.cancelling):
+        lease = b.leases.get(task_id)
+        if lease is not None:
+            b.send(ident, Kind.CANCEL, {"id": task_id, "token": lease.token})
 
 
 def credit(b: Broker, ident: bytes, frame: Frame, now: Now) -> None:

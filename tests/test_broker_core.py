@@ -398,3 +398,47 @@ def test_credit_beyond_the_workers_processes_and_prefetch_is_refused(rig: Rig) -
     body = {"worker_id": "w2", "host": "h", "pid": 1, "procs": 10**6, "queues": ["Q"]}
     [(_, error)] = rig.step((W2, Kind.HELLO, body))
     assert error.kind is Kind.ERROR and error.body["code"] == ErrorCode.BAD_FIELD
+
+
+def test_an_acknowledged_cancel_survives_a_broker_restart(rig: Rig, tmp_path: Path) -> None:
+    # Given a running task whose cancel was acknowledged, and a broker that dies before the
+    # CANCEL reaches the worker (the step's sends are simply never made).
+    [task_id] = rig.submit("Q", 1)
+    [t] = delivered(rig.hello(W1, ["Q"], 1), W1)
+    out = rig.step((C, Kind.CANCEL, {"id": task_id}))
+    assert [f.kind for i, f in out if i == C] == [Kind.REPLY]
+    rig.store.close()
+    # When a new broker opens the same file and the worker says hello again.
+    rig.store = Store(str(tmp_path / "core.db"))
+    rig.broker = Broker(rig.store, rig.broker.config, rig.now)
+    hello = encode(Kind.HELLO, 99, {"worker_id": "w1", "host": "h", "pid": 1, "procs": 1, "queues": ["Q"]})
+    out = [(o.ident, decode([o.data], validate=False)) for o in rig.broker.step([[W1, hello]], rig.now)]
+    # Then the worker is told to cancel it again, after its welcome, under the lease's token.
+    kinds = [f.kind for i, f in out if i == W1 and f.kind is not Kind.HEARTBEAT]
+    assert kinds == [Kind.REPLY, Kind.CANCEL]
+    cancel = next(f for _, f in out if f.kind is Kind.CANCEL)
+    assert cancel.body == {"id": task_id, "token": t["token"]}
+    # And the try its worker reports as killed ends the task terminated, not retried.
+    killed = {"id": task_id, "token": t["token"], "outcome": "fail", "error": "killed", "retry_in_s": 0.0}
+    rig.step((W1, Kind.RESULTS, {"results": [killed]}))
+    row = rig.store.get_task(task_id)
+    assert row is not None and row.state == "terminated"
+    assert rig.store.cancels() == []
+
+
+def test_a_schema_3_file_is_upgraded_in_place(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    Store(str(path)).close()
+    db = sqlite3.connect(path)
+    db.execute("DROP TABLE cancels")
+    db.execute("PRAGMA user_version=3")
+    db.commit()
+    db.close()
+    store = Store(str(path))
+    try:
+        assert store.cancels() == []
+        assert store.db.execute("PRAGMA user_version").fetchone()[0] == 4
+    finally:
+        store.close()

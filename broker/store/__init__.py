@@ -15,7 +15,7 @@ from ajq.broker.errors import StoreError
 from ajq.broker.store.graph import GraphSQL
 from ajq.broker.store.rows import ActiveTask, NewTask, QueueRow, ReadyTask, ScheduleRow, TaskBrief, TaskRow
 from ajq.broker.store.schedules import ScheduleSQL
-from ajq.broker.store.schema import SCHEMA, SCHEMA_VERSION
+from ajq.broker.store.schema import SCHEMA, SCHEMA_VERSION, UPGRADES_FROM
 from ajq.broker.store.tasks import TaskSQL
 
 __all__ = ["ActiveTask", "NewTask", "QueueRow", "ReadyTask", "ScheduleRow", "Store", "TaskBrief", "TaskRow"]
@@ -47,7 +47,7 @@ class Store(TaskSQL, GraphSQL, ScheduleSQL):
     def _check_version(self, path: str) -> None:
         version = self.db.execute("PRAGMA user_version").fetchone()[0]
         has_tables = self.db.execute("SELECT count(*) FROM sqlite_master WHERE name = 'tasks'").fetchone()[0]
-        if has_tables and version != SCHEMA_VERSION:
+        if has_tables and version != SCHEMA_VERSION and version not in UPGRADES_FROM:
             self.db.close()
             raise StoreError(
                 f"{path!r} was made by another version of ajq (schema {version}, this one reads {SCHEMA_VERSION}): "

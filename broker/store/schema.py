@@ -1,8 +1,10 @@
-"""The database schema. `user_version` names it; a file made by another version is refused."""
+"""The database schema. `user_version` names it; a file made by another version is refused,
+except the older versions `UPGRADES_FROM` lists, which the schema script below brings up to date."""
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
+UPGRADES_FROM = frozenset({3})  # 3 -> 4 only adds the cancels table (CREATE ... IF NOT EXISTS)
 
 # Waiting states, as an OR of equalities: SQLite evaluates an IN list of three constants on every
 # insert into the partial index far more slowly (measured: 25% of the insert rate). Queries that
@@ -58,6 +60,9 @@ CREATE TABLE IF NOT EXISTS uniques (
     expires_at REAL NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS uniques_task ON uniques(task_id);
+CREATE TABLE IF NOT EXISTS cancels (
+    task_id TEXT PRIMARY KEY
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS schedules (
     name TEXT PRIMARY KEY,
     cron TEXT NOT NULL,

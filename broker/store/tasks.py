@@ -87,6 +87,16 @@ class TaskSQL:
         )
         return [ActiveTask(*r) for r in rows]
 
+    def cancels(self) -> list[str]:
+        """Active tasks whose cancel was acknowledged: their workers are told again after a restart."""
+        return [r[0] for r in self.db.execute("SELECT task_id FROM cancels")]
+
+    def add_cancel(self, task_id: str) -> None:
+        self.db.execute("INSERT OR IGNORE INTO cancels (task_id) VALUES (?)", (task_id,))
+
+    def drop_cancels(self, task_ids: list[str]) -> None:
+        self.db.executemany("DELETE FROM cancels WHERE task_id = ?", [(t,) for t in task_ids])
+
     def lease(self, rows: list[tuple[int, float, str, float, int]]) -> None:
         """Mark tasks active: (token, lease_expires, worker, started_at, seq) each; one try used."""
         self.db.executemany(
