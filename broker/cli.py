@@ -21,6 +21,10 @@ def parse(argv: list[str] | None) -> BrokerConfig:
         help="seconds between heartbeats (default 1)",
     )  # fmt: skip
     p.add_argument(
+        "--lease-bound", type=options.seconds_arg(example="3"), dest="lease_bound_s",
+        help="seconds a worker's tasks run on without contact (default 3 heartbeats)",
+    )  # fmt: skip
+    p.add_argument(
         "--lease-grace", type=options.seconds_arg(zero_ok=True, example="2"), dest="lease_grace_s",
         help="seconds past max_run_time (default 2)",
     )  # fmt: skip
@@ -40,6 +44,7 @@ def parse(argv: list[str] | None) -> BrokerConfig:
         db=args.db,
         synchronous=args.synchronous,
         heartbeat_s=args.heartbeat_s,
+        lease_bound_s=args.lease_bound_s,
         lease_grace_s=args.lease_grace_s,
         events_bind=args.events_bind,
         max_db_mb=args.max_db_mb,

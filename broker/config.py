@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from ajq.broker.errors import BrokerConfigError
 from ajq.protocol import options
 from ajq.protocol.defaults import DEFAULT_ENDPOINT, endpoint
+from ajq.protocol.limits import BEATS_PER_BOUND, LEASE_MARGIN_S
 
 DEFAULT_DB = "./ajq.db"
 
@@ -35,7 +36,8 @@ class BrokerConfig:
     bind: str = DEFAULT_ENDPOINT
     db: str = DEFAULT_DB
     synchronous: str = "FULL"  # SQLite's synchronous pragma: FULL makes every commit durable
-    heartbeat_s: float = 1.0  # both ways; a worker silent for 3 beats is dropped
+    heartbeat_s: float = 1.0  # both ways
+    lease_bound_s: float = 0.0  # a worker's children stop after this long without contact; 0: 3 beats
     lease_grace_s: float = 2.0  # time past max_run_time for a worker's own timeout report to arrive
     max_batch_messages: int = 4096  # messages applied in one transaction at most
     max_db_mb: int | None = None  # cap on the database file: past it writes fail as on a full disk
@@ -45,11 +47,22 @@ class BrokerConfig:
         if self.synchronous.upper() not in ("FULL", "NORMAL", "EXTRA", "OFF"):
             raise BrokerConfigError(f"synchronous={self.synchronous!r}: use FULL (durable), EXTRA, NORMAL or OFF")
         _check("heartbeat_s", self.heartbeat_s, options.seconds_problem(self.heartbeat_s), "1.0")
+        if self.lease_bound_s == 0.0:
+            object.__setattr__(self, "lease_bound_s", BEATS_PER_BOUND * self.heartbeat_s)  # frozen: set once, here
+        bound_problem = options.seconds_problem(self.lease_bound_s) or (
+            f"at least 2 heartbeats ({2 * self.heartbeat_s:g}s)" if self.lease_bound_s < 2 * self.heartbeat_s else None
+        )
+        _check("lease_bound_s", self.lease_bound_s, bound_problem, f"{BEATS_PER_BOUND * self.heartbeat_s:g}")
         _check("lease_grace_s", self.lease_grace_s, options.seconds_problem(self.lease_grace_s, zero_ok=True), "2.0")
         batch = self.max_batch_messages
         _check("max_batch_messages", batch, options.count_problem(batch, minimum=1), "4096")
         if self.max_db_mb is not None:
             _check("max_db_mb", self.max_db_mb, options.count_problem(self.max_db_mb, minimum=1), "512")
+
+    @property
+    def silent_after_s(self) -> float:
+        """How long a worker may stay silent before the broker takes its tasks back (SPEC 6.1)."""
+        return self.lease_bound_s + LEASE_MARGIN_S
 
     @property
     def events_endpoint(self) -> str:

@@ -142,8 +142,10 @@ class Broker:
 
     def tick(self, now: Now) -> None:
         """Timers: lost workers, expired leases, timed-out waits, due tasks, schedules, retention."""
-        for lost in self.workers.lost(now.mono, 3 * self.config.heartbeat_s):
+        for lost in self.workers.lost(now.mono, self.config.silent_after_s):
             self._hand_back(lost.ident, f"worker {lost.worker_id} on {lost.host} was lost (no heartbeat)", now)
+        for ident, why in self.workers.departed_due(now.mono):
+            self._hand_back(ident, why, now)
         for lease in self.leases.due(now.mono):
             run_time = self.queues[lease.queue].max_run_time_s if lease.queue in self.queues else 0
             worker = lease.worker.decode(errors="replace")
@@ -163,7 +165,7 @@ class Broker:
     def wake_in(self, now: Now) -> float:
         """Seconds until the next timer is due (0: work to do now)."""
         times = [self._next_heartbeat - now.mono, self.next_trim - now.mono]
-        for mono in (self.leases.next_expiry(), self.waiters.next_expiry()):
+        for mono in (self.leases.next_expiry(), self.waiters.next_expiry(), self.workers.next_departure()):
             if mono is not None:
                 times.append(mono - now.mono)
         for wall in (min(self.next_ready.values(), default=None), cron.next_due(self)):
@@ -265,22 +267,25 @@ class Broker:
 
     def _hand_back_unsent(self, now: Now) -> None:
         """Deliveries that never left are released (no try used); a worker we can no longer reach
-        is dropped and the tasks it was running go back at once, as for a lost worker."""
+        is dropped, and the tasks it was running go back once the lease bound has passed since its
+        last message (its children may run until then), unless it registers again first."""
         for ident, task_ids in self.unsent:
             for task_id in task_ids:
                 lease = self.leases.get(task_id)
                 if lease is not None and lease.worker == ident:
                     lifecycle.release(self, lease, now)
-            worker = self.workers.remove(ident)
+            worker = self.workers.get(ident)
             if worker is not None:
-                self._hand_back(ident, f"worker {worker.worker_id} on {worker.host} is unreachable", now)
+                why = f"worker {worker.worker_id} on {worker.host} is unreachable"
+                self.workers.depart(ident, why, self.config.silent_after_s)
         self.unsent = []
 
     def _hand_back(self, ident: bytes, why: str, now: Now) -> None:
-        """A worker is gone: each of its tasks has failed a try and goes back at once."""
+        """A worker is gone for good: each of its tasks has failed a try and goes back now."""
         self.workers.remove(ident)
         leases = self.leases.of_worker(ident)
-        log.warning("%s: %d of its tasks go back", why, len(leases))
+        if leases:
+            log.warning("%s: %d of its tasks go back", why, len(leases))
         for lease in leases:
             lifecycle.fail(self, lease, why, 0.0, now)
 

@@ -49,6 +49,8 @@ def hello(b: Broker, ident: bytes, frame: Frame, now: Now) -> None:
         frame.corr,
         {
             "heartbeat_s": b.config.heartbeat_s,
+            "lease_bound_s": b.config.lease_bound_s,
+            "lease_grace_s": b.config.lease_grace_s,
             "max_frame_bytes": b.limits.max_frame_bytes,
             "max_batch": b.limits.max_batch,
             "running": sorted(worker.running),
@@ -170,7 +172,10 @@ def extend(b: Broker, ident: bytes, frame: Frame, now: Now) -> None:
 
 
 def heartbeat(b: Broker, ident: bytes, frame: Frame, now: Now) -> None:
+    """A sign of life; with a corr, answered, which is the worker's proof of contact (SPEC 6.1)."""
     _registered(b, ident, now)
+    if frame.corr:
+        b.reply(ident, frame.corr, {})
 
 
 def bye(b: Broker, ident: bytes, frame: Frame, now: Now) -> None:

@@ -13,6 +13,11 @@ MAX_WORKER_PROCS = 4096  # processes one worker may announce in HELLO
 MAX_PREFETCH_PER_PROC = 64  # tasks a worker may hold ready per process, beyond the one it runs
 MAX_ERROR_CHARS = 8_000  # stored error text; longer text is cut, not refused
 CUT_MARK = "\n...(cut)"
+# The lease bound (SPEC 6.1): a worker's children stop by themselves when their supervisor has had no
+# answer from the broker for `lease_bound_s`; the broker takes a silent worker's tasks back only after
+# the bound plus this margin, which covers the kill's own latency and the two hosts' clock rates.
+LEASE_MARGIN_S = 1.0
+BEATS_PER_BOUND = 3  # default lease bound, in heartbeats
 
 
 @dataclass(frozen=True)

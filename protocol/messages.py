@@ -43,7 +43,7 @@ class Kind(StrEnum):
     PAUSE = "pause"  # credit back to zero; no reply
     RESULTS = "results"  # answered by REPLY listing accepted and refused leases
     RELEASE = "release"  # unstarted tasks handed back; answered like RESULTS
-    HEARTBEAT = "heartbeat"  # both ways; no reply
+    HEARTBEAT = "heartbeat"  # both ways; a worker's with a corr is answered (its proof of contact)
     BYE = "bye"  # the worker leaves; no reply
     EXTEND = "extend"  # renew a running task's lease (a handler's task.extend); answered by REPLY
     # broker -> peers

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from ajq.broker.config import BrokerConfig
-from ajq.broker.core import Broker
+from ajq.broker.core import Broker, Outgoing
 from ajq.broker.store import Store
 from ajq.protocol import ErrorCode, Frame, Kind, decode, encode, encode_value
 from ajq.protocol.clock import Now
@@ -442,3 +442,70 @@ def test_a_schema_3_file_is_upgraded_in_place(tmp_path: Path) -> None:
         assert store.db.execute("PRAGMA user_version").fetchone()[0] == 4
     finally:
         store.close()
+
+
+def test_a_silent_workers_tasks_go_back_only_after_the_lease_bound_and_margin(rig: Rig) -> None:
+    # Given a running task (heartbeat 10 s: the lease bound is 30 s, the margin 1 s).
+    [task_id] = rig.submit("Q", 1)
+    delivered(rig.hello(W1, ["Q"], 1), W1)
+    assert rig.broker.config.silent_after_s == 31.0
+    # When its worker stays silent for the bound, Then the task is still its own.
+    rig.advance(30.5)
+    rig.step()
+    row = rig.store.get_task(task_id)
+    assert row is not None and row.state == "active"
+    # And past the bound plus the margin it goes back.
+    rig.advance(1.0)
+    rig.step()
+    row = rig.store.get_task(task_id)
+    assert row is not None and row.state == "retry" and "was lost" in (row.last_error or "")
+
+
+def test_an_unreachable_workers_tasks_wait_out_the_bound_and_return_if_it_registers_again(rig: Rig) -> None:
+    # Given two running tasks on a worker whose connection the broker finds gone (a send fails).
+    first, second = rig.submit("Q", 2)
+    held = {t["id"]: t for t in delivered(rig.hello(W1, ["Q"], 2), W1)}
+    rig.broker.undeliverable(_outgoing_to(W1))
+    rig.step()
+    # Then its tasks stay leased: its children may still run them until the bound.
+    rig.advance(20.0)
+    rig.step()
+    assert {rig.store.get_task(t).state for t in (first, second)} == {"active"}  # type: ignore[union-attr]
+    # When it registers again within the bound, Then it holds them still.
+    body = {"worker_id": "w1", "host": "h", "pid": 1, "procs": 2, "queues": ["Q"]}
+    hello = encode(Kind.HELLO, 99, body)
+    [welcome] = [decode([o.data], validate=False) for o in rig.broker.step([[W1, hello]], rig.now) if o.ident == W1]
+    assert welcome.body["data"]["running"] == sorted(held)
+    rig.advance(20.0)
+    rig.step((W1, Kind.HEARTBEAT, {}))
+    assert rig.store.get_task(first).state == "active"  # type: ignore[union-attr]
+    # And when its connection goes again, its tasks go back once the bound has passed since its last word.
+    rig.broker.undeliverable(_outgoing_to(W1))
+    rig.step()
+    rig.advance(30.5)
+    rig.step()
+    assert rig.store.get_task(first).state == "active"  # type: ignore[union-attr]
+    rig.advance(1.0)
+    rig.step()
+    row = rig.store.get_task(first)
+    assert row is not None and row.state == "retry" and "unreachable" in (row.last_error or "")
+
+
+def test_a_heartbeat_with_a_corr_is_answered_and_one_without_is_not(rig: Rig) -> None:
+    rig.hello(W1, ["Q"], 1)
+    assert _raw_step(rig, W1, encode(Kind.HEARTBEAT, 7, {})) == [(W1, Kind.REPLY, 7, {"data": {}})]
+    assert _raw_step(rig, W1, encode(Kind.HEARTBEAT, 0, {})) == []
+    # A worker the broker does not know is told so, not confirmed.
+    [(_, error)] = rig.step((W2, Kind.HEARTBEAT, {}))
+    assert error.kind is Kind.ERROR and error.body["code"] == ErrorCode.NOT_REGISTERED
+
+
+def _raw_step(rig: Rig, ident: bytes, data: bytes) -> list[tuple[bytes, Kind, int, dict[str, Any]]]:
+    """One message as sent (its own corr), and what comes back but the broker's heartbeats."""
+    out = [(o.ident, decode([o.data], validate=False)) for o in rig.broker.step([[ident, data]], rig.now)]
+    return [(i, f.kind, f.corr, f.body) for i, f in out if f.kind is not Kind.HEARTBEAT]
+
+
+def _outgoing_to(ident: bytes) -> Outgoing:
+    """A message the server could not send to `ident` (its connection is gone)."""
+    return Outgoing(ident, encode(Kind.HEARTBEAT, 0, {}))

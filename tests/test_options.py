@@ -82,11 +82,17 @@ def test_ajc_refuses_a_bad_option(args: list[str], option: str) -> None:
     "settings, name",
     [({"heartbeat_s": NAN}, "heartbeat_s"), ({"heartbeat_s": INF}, "heartbeat_s"),
      ({"lease_grace_s": NAN}, "lease_grace_s"), ({"lease_grace_s": -1.0}, "lease_grace_s"),
+     ({"lease_bound_s": NAN}, "lease_bound_s"), ({"lease_bound_s": 1.5}, "lease_bound_s"),
      ({"max_db_mb": 0}, "max_db_mb"), ({"max_batch_messages": 0}, "max_batch_messages")],
 )  # fmt: skip
 def test_broker_config_refuses_nonsense(settings: dict[str, Any], name: str) -> None:
     with pytest.raises(BrokerConfigError, match=rf"^{name}=.*: give .*, e\.g\. {name}="):
         BrokerConfig(**settings)
+
+
+def test_the_lease_bound_is_three_heartbeats_unless_set() -> None:
+    assert BrokerConfig(heartbeat_s=0.5).lease_bound_s == 1.5
+    assert BrokerConfig(heartbeat_s=0.5, lease_bound_s=10).silent_after_s == 11.0
 
 
 @pytest.mark.parametrize(

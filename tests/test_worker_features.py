@@ -23,6 +23,7 @@ from ajq.worker.child import run_one
 from ajq.worker.cli import build_parser, config_from_args
 from ajq.worker.errors import NoHandler, WorkerConfigError
 from ajq.worker.pool import Child, ErrorHandlerRuns, Extend, Pool
+from ajq.worker.watchdog import shared_kill_at
 from tests.apps import features
 from tests.harness import BrokerHandle, Proc, events, start_worker, wait_for
 
@@ -120,7 +121,7 @@ def test_pool_read_tells_extend_and_error_marker_from_the_outcome() -> None:
     # Given a pipe whose far end speaks as a child does.
     parent_end, child_end = Pipe(duplex=True)
     pool = Pool(1, features.router)
-    child = Child(pid=0, conn=parent_end)
+    child = Child(pid=0, conn=parent_end, kill_at=shared_kill_at())
     router = Router()
     router.on_error(lambda task, error, tries, max_tries: None)
 
@@ -309,3 +310,8 @@ def test_cancel_kills_the_running_task_and_drops_a_buffered_one(
     assert f"task {running.id} (sleep): cancelled" in log and f"task {waiting.id} (sleep): cancelled" in log
     # And the pool still serves.
     assert c.wait(c.submit("echo", 1, queue="C").id, timeout=20).result == 1
+
+
+def test_a_handler_sees_its_try_number_and_lease_token_to_fence_its_own_writes() -> None:
+    outcome = run_one(features.router, delivery("fencing", tries=2))
+    assert outcome["outcome"] == "complete" and decode_value(outcome["result"]) == [2, 7]

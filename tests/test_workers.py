@@ -1,5 +1,6 @@
-"""Queue priority and worker liveness with real processes: weighted and strict shares, a lost
-worker's tasks going back at once, and a worker that outlives a broker restart."""
+"""Queue priority and worker liveness with real processes: weighted and strict shares, a killed
+worker's tasks going back, a silent worker's children stopping within the lease bound, and a worker
+that outlives a broker restart."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import signal
 import time
 from pathlib import Path
 
+import psutil  # type: ignore[import-untyped]
 import pytest
 
 from ajq import Client
@@ -70,7 +72,8 @@ def test_a_killed_worker_hands_its_tasks_back_at_once(broker: BrokerHandle, tmp_
     t = c.submit("sleep", {"s": 30, "only_try": 1}, queue="Q")
     wait_for(lambda: len(events(tmp_path)) == 1, 10, "the task to start on A")
     procs.append(start_worker(broker, tmp_path, APP, queues=("Q",)))
-    # When A is SIGKILLed (its connection closes), Then B runs the task well before the lease ends.
+    # When A is SIGKILLed (its connection closes), Then B runs the task once the lease bound has passed
+    # (the broker cannot tell a dead worker from a cut connection), well before the lease ends.
     killed_at = time.time()
     a.kill()
     info = c.wait(t.id, timeout=20)
@@ -80,29 +83,55 @@ def test_a_killed_worker_hands_its_tasks_back_at_once(broker: BrokerHandle, tmp_
 
 
 @pytest.mark.timeout(60)
-def test_a_lost_worker_hands_its_tasks_back_at_once(broker: BrokerHandle, tmp_path: Path, procs: list[Proc]) -> None:
-    # Given a task running on worker A (max_run_time 1 h) and an idle worker B.
+def test_a_silent_workers_children_stop_within_the_lease_bound_before_its_task_runs_again(
+    broker: BrokerHandle, tmp_path: Path, procs: list[Proc]
+) -> None:
+    # Given worker A running task t (max_run_time 1 h) with task u waiting in its buffer, and an idle
+    # worker B; heartbeat 0.2 s, so the lease bound is 0.6 s and the broker waits 1.6 s.
     c = broker.client()
-    c.configure_queue("Q", max_run_time=3600)
-    a = start_worker(broker, tmp_path, APP, queues=("Q",))
+    c.configure_queue("Q", max_run_time=3600, max_concurrent=2)
+    a = start_worker(broker, tmp_path, APP, queues=("Q",), extra=["--prefetch", "1"])
     procs.append(a)
-    t = c.submit("sleep", {"s": 2, "only_try": 1}, queue="Q")
-    wait_for(lambda: len(events(tmp_path)) == 1, 10, "the task to start on A")
-    procs.append(start_worker(broker, tmp_path, APP, queues=("Q",)))
-    # When A falls silent (stopped: no heartbeats),
+    t = c.submit("sleep", {"s": 30, "only_try": 1}, queue="Q")
+    wait_for(lambda: len(events(tmp_path)) == 1, 10, "t to start on A")
+    u = c.submit("sleep", {"s": 0}, queue="Q")
+    wait_for(lambda: c.get(u.id).state == "active", 10, "u to reach A's buffer")
+    [(_, _, _, a_child)] = events(tmp_path)
+    b = start_worker(broker, tmp_path, APP, queues=("Q",))
+    procs.append(b)
+    # When A's supervisor falls silent (stopped: no heartbeats) while its child runs on,
     lost_at = time.time()
     a.signal(signal.SIGSTOP)
-    # Then after 3 missed heartbeats (0.6 s here), not the 1 h lease, B runs the task.
+    # Then A's child kills itself within the bound, before B runs the task: no two runs at once.
+    wait_for(lambda: _gone(a_child), 10, "A's child to stop itself")
+    child_gone_at = time.time()
     info = c.wait(t.id, timeout=20)
-    recovery = info.started_at.timestamp() - lost_at  # type: ignore[union-attr]
-    print(f"lost worker: task running again {recovery * 1000:.0f} ms after its worker went silent")
-    assert (info.state, info.tries) == ("complete", 2) and recovery < 5
-    # And when A wakes up and reports its late outcome, it is refused: the task stays as B left it.
+    started = info.started_at.timestamp()  # type: ignore[union-attr]
+    print(
+        f"silent worker: its child stopped {(child_gone_at - lost_at) * 1000:.0f} ms after, "
+        f"the task ran again {(started - lost_at) * 1000:.0f} ms after its worker went silent"
+    )
+    assert (info.state, info.tries) == ("complete", 2) and child_gone_at < started < lost_at + 5
+    assert c.wait(u.id, timeout=20).state == "complete"
+    # And when A wakes up, it registers again and drops u, which B ran: every task ran once to its end.
     a.signal(signal.SIGCONT)
-    wait_for(lambda: sum(1 for e in events(tmp_path) if e[0] == "end") == 2, 10, "A to finish its task")
     wait_for(lambda: any(w.pid == a.pid for w in c.workers()), 10, "A to register again")
+    b.stop()
+    v = c.submit("sleep", {"s": 0}, queue="Q")  # only A can run it, after anything left in its buffer
+    assert c.wait(v.id, timeout=20).state == "complete"
+    ends = [e[1] for e in events(tmp_path) if e[0] == "end"]
+    assert sorted(ends.count(x) for x in (t.id, u.id)) == [1, 1]
+    assert [e for e in events(tmp_path) if e[0] == "end" and e[3] == a_child] == []
     again = c.get(t.id)
     assert (again.state, again.tries, again.worker) == ("complete", 2, info.worker)
+
+
+def _gone(pid: int) -> bool:
+    """The process has ended (a zombie counts: its parent is stopped and cannot reap it)."""
+    try:
+        return bool(psutil.Process(pid).status() == psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
+        return True
 
 
 @pytest.mark.timeout(60)

@@ -25,24 +25,31 @@ from ajq.protocol.limits import MAX_PAYLOAD_BYTES, cut_error
 from ajq.worker.errors import BadResult, NoHandler, TerminateTask
 from ajq.worker.router import Router
 from ajq.worker.task import Task, task_from_item
+from ajq.worker.watchdog import Watchdog
 
 Send = Callable[[dict[str, Any]], None]
 
 
-def child_main(conn: Connection, router: Router) -> None:
-    """Serve tasks until the pipe closes. Never returns."""
+def child_main(conn: Connection, router: Router, kill_at: Any) -> None:
+    """Serve tasks until the pipe closes, each under the lease bound's watchdog. Never returns."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the supervisor decides
     signal.signal(signal.SIGTSTP, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     send = _sender(conn)
     code = 0
     try:
+        watchdog = Watchdog(kill_at)
         while True:
             try:
                 data = conn.recv_bytes()
             except (EOFError, OSError):
                 break
-            send(run_one(router, msgpack.unpackb(data, raw=False), send))
+            if not watchdog.arm():
+                send(_fail("the lease bound passed before the task could start: its lease is no longer ours"))
+                continue
+            outcome = run_one(router, msgpack.unpackb(data, raw=False), send)
+            watchdog.disarm()
+            send(outcome)
     except BaseException:
         code = 1
     finally:

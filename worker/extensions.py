@@ -11,6 +11,7 @@ import logging
 import time
 from typing import Any
 
+from ajq.worker.lease_bound import LeaseBound
 from ajq.worker.pool import Child, Extend
 
 log = logging.getLogger("ajq.worker")
@@ -42,8 +43,9 @@ class Extensions:
         self.waiting[corr] = (item["id"], item["token"], now)
         return {"id": item["id"], "token": item["token"], "seconds": seconds}
 
-    def granted(self, corr: int, data: Any, busy: list[Child]) -> None:
-        """The broker's REPLY: if it granted less than asked, the child is killed no later than that."""
+    def granted(self, corr: int, data: Any, busy: list[Child], bound: LeaseBound) -> None:
+        """The broker's REPLY: the lease now surely holds for what it granted from when we asked
+        (the fence moves); if it granted less than asked, the child is killed no later than that."""
         task_id, token, sent = self.waiting.pop(corr)
         granted = data.get("run_time_s") if isinstance(data, dict) else None
         if isinstance(granted, bool) or not isinstance(granted, int | float):
@@ -51,6 +53,7 @@ class Extensions:
         for child in busy:
             if child.task is not None and child.task["token"] == token and child.deadline is not None:
                 child.deadline = min(child.deadline, sent + float(granted))
+                child.fence = max(child.fence, bound.extended(sent, float(granted)))
         log.debug("task %s: lease extended by %gs", task_id, granted)
 
     def refused(self, corr: int, message: Any) -> bool:

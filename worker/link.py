@@ -2,13 +2,16 @@
 and the requests that still await an answer (Paranoid Pirate, from the zguide).
 
 HELLO is sent until the broker welcomes us, and again whenever the broker is silent for three
-heartbeats or says it does not know us. Nothing here decides what to do with a message.
+heartbeats or says it does not know us. Heartbeats carry a corr, and the broker's answer to one (or
+the welcome) confirms contact as of the moment we sent it: `contact` is what the lease bound counts
+from (SPEC 6.1). Nothing here decides what to do with a message.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
+import math
 import os
 import socket
 import time
@@ -17,6 +20,7 @@ from typing import Any
 import zmq
 
 from ajq.protocol import Frame, Kind, ProtocolError, decode, encode
+from ajq.protocol.limits import BEATS_PER_BOUND
 from ajq.worker.config import WorkerConfig
 
 log = logging.getLogger("ajq.worker")
@@ -30,6 +34,11 @@ class BrokerLink:
         self.worker_id = worker_id
         self.registered = False
         self.heartbeat_s = config.heartbeat_s  # until the welcome says otherwise
+        self.lease_bound_s = BEATS_PER_BOUND * config.heartbeat_s  # likewise
+        self.lease_grace_s = 0.0  # likewise
+        self.contact = -math.inf  # monotonic: when we sent the latest message the broker answered as ours
+        self._beats: dict[int, float] = {}  # heartbeat corr -> monotonic sent at, until answered
+        self._hello_sent = 0.0
         self.unacked: dict[int, tuple[Kind, Items]] = {}  # RESULTS and RELEASE awaiting an answer
         self.hello_corr = 0
         self._corr = itertools.count(1)
@@ -86,10 +95,25 @@ class BrokerLink:
         (the broker may have missed it; outcomes are fenced by their tokens, so resending is safe)."""
         self.registered = True
         self.heartbeat_s = float(data["heartbeat_s"])
+        self.lease_bound_s = float(data.get("lease_bound_s", BEATS_PER_BOUND * self.heartbeat_s))
+        self.lease_grace_s = float(data.get("lease_grace_s", 0.0))
+        self.contact = max(self.contact, self._hello_sent)
         log.info("registered with the broker at %s", self.config.broker)
         pending = list(self.unacked.values())
         self.unacked.clear()
         return pending
+
+    def confirmed(self, corr: int) -> bool:
+        """A REPLY: if it answers one of our heartbeats, contact holds as of when we sent it."""
+        sent = self._beats.pop(corr, None)
+        if sent is None:
+            return False
+        self.contact = max(self.contact, sent)
+        return True
+
+    def in_contact(self, now: float) -> bool:
+        """Within the lease bound of the last confirmed contact: our leases still hold."""
+        return now < self.contact + self.lease_bound_s
 
     def forget_registration(self) -> None:
         """The broker does not know us (it restarted, or dropped us): say HELLO again now."""
@@ -103,10 +127,14 @@ class BrokerLink:
             self.forget_registration()
         if not self.registered and may_register and now >= self._next_hello:
             self.hello_corr = self.next_corr()
+            self._hello_sent = now
             self.send(Kind.HELLO, self._hello_body(), self.hello_corr)
             self._next_hello = now + self.heartbeat_s
         if self.registered and now >= self._next_beat:
-            self.send(Kind.HEARTBEAT, {})
+            corr = self.next_corr()
+            self._beats = {c: t for c, t in self._beats.items() if now - t < self.lease_bound_s}  # older: useless
+            self._beats[corr] = now
+            self.send(Kind.HEARTBEAT, {}, corr)
             self._next_beat = now + self.heartbeat_s
 
     def next_timer(self, now: float, may_register: bool) -> float:

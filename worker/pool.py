@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import gc
+import math
 import os
 import signal
 import time
@@ -24,6 +25,7 @@ import psutil  # type: ignore[import-untyped]
 
 from ajq.worker.child import child_main
 from ajq.worker.router import Router
+from ajq.worker.watchdog import shared_kill_at
 
 PR_SET_PDEATHSIG = 1
 
@@ -34,8 +36,10 @@ class Child:
 
     pid: int
     conn: Connection
+    kill_at: Any  # shared double (watchdog.shared_kill_at): the child kills itself then (monotonic)
     task: dict[str, Any] | None = None  # the delivery it is running
-    deadline: float | None = None  # monotonic: killed if still running then
+    deadline: float | None = None  # monotonic: killed if still running then (max_run_time, task.extend)
+    fence: float = math.inf  # monotonic: the broker's lease surely holds until then (SPEC 6.1)
     started: float = 0.0  # monotonic, when the current task was handed over
     done: int = 0  # tasks it has reported an outcome for
     error_handled: bool = False  # the error handler ran in the child for the current try
@@ -85,6 +89,7 @@ class Pool:
     def spawn(self) -> Child:
         """Fork one child with the app already imported; it serves its pipe until EOF."""
         parent_end, child_end = Pipe(duplex=True)
+        kill_at = shared_kill_at()
         pid = os.fork()
         if pid == 0:  # the child
             try:
@@ -93,9 +98,9 @@ class Pool:
                     other.conn.close()
                 _die_with_parent()
             finally:
-                child_main(child_end, self.router)
+                child_main(child_end, self.router, kill_at)
         child_end.close()
-        child = Child(pid, parent_end)
+        child = Child(pid, parent_end, kill_at)
         self.children[child.fd] = child
         return child
 
@@ -107,10 +112,13 @@ class Pool:
         """Children running a task."""
         return [c for c in self.children.values() if c.task is not None]
 
-    def assign(self, child: Child, item: dict[str, Any], deadline: float) -> None:
-        """Hand `item` to an idle child; it is killed if still running at `deadline` (monotonic)."""
+    def assign(self, child: Child, item: dict[str, Any], deadline: float, fence: float, kill_at: float) -> None:
+        """Hand `item` to an idle child: the supervisor kills it at `deadline`, it kills itself at
+        `kill_at` (both monotonic; `fence` is when the broker's lease may end)."""
         child.task = item
         child.deadline = deadline
+        child.fence = fence
+        child.kill_at.value = kill_at  # before the task is sent: the child reads it when the task arrives
         child.started = time.monotonic()
         child.error_handled = False
         child.conn.send_bytes(msgpack.packb(item))

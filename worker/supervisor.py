@@ -1,9 +1,10 @@
 """The supervisor: one poll loop over the broker's DEALER socket and every child's pipe.
 
 It asks the broker for work by credit (free slots, prefetch included), hands tasks to idle
-children, kills a child whose task runs past its lease (a true hard timeout), renews a lease when a
-handler calls task.extend, kills a cancelled task's child, replaces dead and worn-out children, and
-reports outcomes in batches. Signal handlers only set flags; the loop acts.
+children, kills a child whose task runs past its lease (a true hard timeout) or past the lease bound
+(lease_bound.py), renews a lease when a handler calls task.extend, kills a cancelled task's child,
+replaces dead and worn-out children, and reports outcomes in batches. Signal handlers only set flags;
+the loop acts.
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ import zmq
 from ajq.protocol import ErrorCode, Kind
 from ajq.worker.config import WorkerConfig
 from ajq.worker.credit import Prefetch, batches
-from ajq.worker.errors import ChildDied, HardTimeout, LeaseRanOut
+from ajq.worker.errors import ChildDied, LeaseRanOut
 from ajq.worker.extensions import Extensions
+from ajq.worker.lease_bound import LEAD_S, Held, LeaseBound
 from ajq.worker.link import BrokerLink
 from ajq.worker.outcomes import Outcomes
 from ajq.worker.pool import Child, ErrorHandlerRuns, Extend, Pool
@@ -51,8 +53,9 @@ class Supervisor:
         self.outcomes = Outcomes(router, retry)
         self.worker_id = f"{socket.gethostname()}-{os.getpid()}-{os.urandom(3).hex()}"
         self.mode = Mode.RUNNING
-        self.buffer: deque[tuple[dict[str, Any], float]] = deque()  # (delivery, deadline) not started yet
+        self.buffer: deque[Held] = deque()  # delivered, not started yet
         self.link = BrokerLink(config, self.worker_id)
+        self.bound = LeaseBound(self.link)
         self.extensions = Extensions()  # EXTENDs awaiting the broker's answer
         self.outstanding = 0  # credit granted to the broker and not yet used by a delivery
         self.prefetch = Prefetch(config.procs, config.prefetch)
@@ -115,7 +118,7 @@ class Supervisor:
     def _timeout_ms(self, now: float) -> int:
         """Until the next timer: a heartbeat (or HELLO), a child's deadline, the shutdown deadline."""
         times = [self.link.next_timer(now, may_register=self.mode is not Mode.STOPPING)]
-        times += [c.deadline for c in self.pool.children.values() if c.deadline is not None]
+        times += [self.bound.supervisor_stop(c.deadline, c.fence) for c in self.pool.busy() if c.deadline is not None]
         if self._stop_deadline is not None and self.pool.busy():
             times.append(self._stop_deadline)
         return max(0, int((min(times) - now) * 1000) + 1)
@@ -144,7 +147,7 @@ class Supervisor:
         self.outstanding = max(0, self.outstanding - len(tasks))
         for item in tasks:
             item["deadline_wall"] = wall + item["run_time_s"]
-            self.buffer.append((item, now + item["run_time_s"]))
+            self.buffer.append(self.bound.hold(item, now))
         if self.mode is not Mode.RUNNING:
             self._release_buffer()
 
@@ -153,8 +156,12 @@ class Supervisor:
         if corr == self.link.hello_corr:
             self._welcome(data)
             return
+        if self.link.confirmed(corr):
+            self._refresh_kill_times()
+            return
         if corr in self.extensions.waiting:
-            self.extensions.granted(corr, data, self.pool.busy())
+            self.extensions.granted(corr, data, self.pool.busy(), self.bound)
+            self._refresh_kill_times()
             return
         sent = self.link.unacked.pop(corr, None)
         if sent is not None:
@@ -185,6 +192,28 @@ class Supervisor:
             self._requeue(kind, items)
         self.extensions.waiting.clear()  # their answers will not come: the next task.extend renews the lease
         self.outstanding = 0  # a new registration starts with no credit
+        self._drop_lost_leases(set(data.get("running", ())))
+        self._refresh_kill_times()
+
+    def _drop_lost_leases(self, running: set[str]) -> None:
+        """Tasks held here that the broker no longer counts as ours (it gave them back while we were
+        out of touch) stop now: another worker may run them. The broker ended those leases already."""
+        lost = [h for h in self.buffer if h.item["id"] not in running]
+        for held in lost:
+            self.buffer.remove(held)
+        for child in self.pool.busy():
+            if child.task is not None and child.task["id"] not in running:
+                lost.append(Held(child.task, 0.0, 0.0))
+                self.pool.kill(child)
+                self._drop_child(child)
+                self._replace(child)
+        if lost:
+            log.warning("the broker gave back %d of our tasks while we were out of touch: stopped them", len(lost))
+
+    def _refresh_kill_times(self) -> None:
+        """Contact was confirmed (or a lease extended): each running child may live longer."""
+        for child in self.pool.busy():
+            child.kill_at.value = self.bound.child_stop(child.fence)
 
     def _requeue(self, kind: Kind, items: list[dict[str, Any]]) -> None:
         """Send again items the broker did not confirm (fenced by tokens, so safe)."""
@@ -242,10 +271,10 @@ class Supervisor:
     def _cancel(self, body: dict[str, Any]) -> None:
         """CANCEL {id, token}: drop the lease if buffered, SIGKILL its child if running; else ignore."""
         task_id, token = body["id"], body.get("token")
-        for entry in self.buffer:
-            if entry[0]["id"] == task_id and entry[0]["token"] == token:
-                self.buffer.remove(entry)
-                self.outcomes.cancelled(entry[0])
+        for held in self.buffer:
+            if held.item["id"] == task_id and held.item["token"] == token:
+                self.buffer.remove(held)
+                self.outcomes.cancelled(held.item)
                 return
         for child in self.pool.busy():
             item = child.task
@@ -258,14 +287,17 @@ class Supervisor:
         log.debug("cancel for task %s: not held here (token %s), ignored", task_id, token)
 
     def _enforce_deadlines(self, now: float) -> None:
-        """Hard timeout: SIGKILL a child still running at its deadline, replace it, fail the try."""
-        for child in list(self.pool.children.values()):
-            if child.deadline is not None and child.deadline <= now and child.task is not None:
+        """Hard timeout or lease bound: SIGKILL a child still running then, replace it, fail the try."""
+        for child in self.pool.busy():
+            if child.deadline is None or child.task is None:
+                continue
+            if self.bound.supervisor_stop(child.deadline, child.fence) <= now:
                 item, handled = child.task, child.error_handled
+                error = self.bound.why(item, child.deadline, now)
                 self.pool.kill(child)
                 self._drop_child(child)
                 self._replace(child)
-                self.outcomes.failed(item, HardTimeout(_timeout_text(item)), handled=handled)
+                self.outcomes.failed(item, error, handled=handled)
 
     def _drop_child(self, child: Child) -> None:
         """Reap a killed child and stop polling its pipe."""
@@ -281,21 +313,22 @@ class Supervisor:
         self.poller.register(new.fd, zmq.POLLIN)
 
     def _start_tasks(self, now: float) -> None:
-        """Give buffered tasks to idle children, in delivery order; fail those whose lease ran out."""
-        if not self.buffer:
+        """Give buffered tasks to idle children, in delivery order; fail those whose lease ran out.
+        Out of touch with the broker, nothing starts: the tasks wait for the next welcome."""
+        if not self.buffer or not self.link.in_contact(now + LEAD_S):
             return
         for child in self.pool.idle():
             if not self.buffer:
                 break
-            item, deadline = self.buffer.popleft()
-            if deadline <= now:
+            held = self.buffer.popleft()
+            if self.bound.supervisor_stop(held.deadline, held.fence) <= now:
                 error = LeaseRanOut("its lease ran out before a process was free to run it")
-                self.outcomes.failed(item, error, handled=False)
+                self.outcomes.failed(held.item, error, handled=False)
                 continue
             try:
-                self.pool.assign(child, item, deadline)
+                self.pool.assign(child, held.item, held.deadline, held.fence, self.bound.child_stop(held.fence))
             except OSError:  # the child died just now; its pipe will report EOF
-                child.task, child.deadline = item, deadline
+                child.task, child.deadline, child.fence = held.item, held.deadline, held.fence
 
     # -- to the broker ------------------------------------------------------------------------
 
@@ -324,7 +357,7 @@ class Supervisor:
     def _release_buffer(self) -> None:
         """Hand back tasks that were delivered but not started: they use no try."""
         if self.buffer:
-            self._send_release([{"id": item["id"], "token": item["token"]} for item, _ in self.buffer])
+            self._send_release([{"id": h.item["id"], "token": h.item["token"]} for h in self.buffer])
             self.buffer.clear()
 
     # -- signals and shutdown -----------------------------------------------------------------
@@ -381,12 +414,3 @@ class Supervisor:
             n = len(self.link.unacked)
             log.error("broker did not confirm %d messages before exit; their tasks will run again", n)
         self.link.send(Kind.BYE, {})
-
-
-def _timeout_text(item: dict[str, Any]) -> str:
-    """The hard-timeout error, naming the limit the handler ran past."""
-    if "extended_s" in item:
-        limit = f"its last task.extend ({item['extended_s']:g}s)"
-    else:
-        limit = f"max_run_time ({item['run_time_s']:g}s)"
-    return f"hard timeout: the handler ran past {limit}; its process was killed"

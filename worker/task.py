@@ -28,7 +28,14 @@ class Task:
     log: logging.LoggerAdapter[logging.Logger] = field(repr=False)
     dependency_results: dict[str, Any] = field(default_factory=dict)  # parent task id -> its result
     max_run_time_s: float = 0.0  # the queue's max_run_time at delivery; 0: unknown
+    lease_token: int = 0  # names this try's lease (random, unguessable); 0: unknown
     _extend: Callable[[float], None] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def try_number(self) -> int:
+        """This try's number, 1 on the first. It only grows while the task lives, so it fences the
+        handler's own writes: store the highest seen per task id and refuse a lower one (SPEC 6.1)."""
+        return self.tries
 
     @property
     def last_try(self) -> bool:
@@ -69,5 +76,6 @@ def task_from_item(item: dict[str, Any], extend: Callable[[float], None] | None 
         log=logging.LoggerAdapter(log, {"task_id": item["id"]}),
         dependency_results={str(k): decode_value(v) for k, v in parents.items()},
         max_run_time_s=float(item.get("run_time_s", 0.0)),
+        lease_token=int(item.get("token", 0)),
         _extend=extend,
     )

@@ -122,3 +122,9 @@ def deps(task: Task) -> dict[str, Any]:
 def extend_once(task: Task) -> float:
     task.extend(task.payload["s"])
     return task.deadline.timestamp()
+
+
+@router.handler("fencing")
+def fencing(task: Task) -> list[int]:
+    """The fencing tokens a handler would write with its own data."""
+    return [task.try_number, task.lease_token]
