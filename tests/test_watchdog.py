@@ -51,6 +51,16 @@ def _ended(child: Child, timeout: float) -> bool:
     return bool(wait([child.conn], timeout))
 
 
+def _collected(pool: Pool) -> list[tuple[object, bool, str]]:
+    """What pool.dead() reports once the dead child has exited (it never blocks: poll it)."""
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        dead = pool.dead(time.monotonic())
+        if dead:
+            return list(dead)
+    raise AssertionError("the dead child was not collected within 5 s")
+
+
 @pytest.mark.timeout(20)
 def test_a_stopped_child_is_killed_by_its_timer_at_kill_at(pool: Pool) -> None:
     # Given a child running a 30 s task whose kill time is 0.3 s away.
@@ -62,7 +72,8 @@ def test_a_stopped_child_is_killed_by_its_timer_at_kill_at(pool: Pool) -> None:
     # Then the kernel kills it anyway, at its kill time.
     assert _ended(child, 10)
     assert pool.read(child) is None
-    assert pool.reap(child) == "killed by SIGKILL (out of memory, or killed)"
+    pool.died(child, time.monotonic())
+    assert _collected(pool) == [(child.task, False, "killed by SIGKILL (out of memory, or killed)")]
 
 
 @pytest.mark.timeout(20)

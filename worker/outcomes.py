@@ -2,8 +2,8 @@
 
 A child reports the outcome of a try it finished (and runs the error handler there). When it cannot
 (it died, the hard timeout killed it, the lease ran out before it started) the supervisor builds the
-`fail` outcome here and runs the router's error handler itself, unless the child already ran it for
-that try, so the handler runs at most once per failed try.
+`fail` outcome here and has the router's error handler run on its hook thread (hooks.py, off the
+loop), unless the child already ran it for that try, so the handler runs at most once per failed try.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Any
 from ajq.protocol import CANCELLED_ERROR, options
 from ajq.protocol.limits import cut_error
 from ajq.worker.errors import WorkerError
+from ajq.worker.hooks import HookRunner
 from ajq.worker.retry import RetryPolicyProvider
 from ajq.worker.router import Router
 from ajq.worker.task import task_from_item
@@ -24,9 +25,10 @@ log = logging.getLogger("ajq.worker")
 class Outcomes:
     """The RESULTS items not sent yet (`pending`), built from deliveries and what became of them."""
 
-    def __init__(self, router: Router, retry: RetryPolicyProvider) -> None:
+    def __init__(self, router: Router, retry: RetryPolicyProvider, hooks: HookRunner) -> None:
         self.router = router
         self.retry = retry
+        self.hooks = hooks
         self.pending: list[dict[str, Any]] = []
 
     def from_child(self, item: dict[str, Any], outcome: dict[str, Any]) -> None:
@@ -39,8 +41,8 @@ class Outcomes:
     def failed(self, item: dict[str, Any], error: WorkerError, *, handled: bool) -> None:
         """A failed try the child could not report; `handled`: the child already ran the error handler."""
         log.warning("task %s (%s): %s", item["id"], item["type"], error)
-        if not handled:
-            self._error_handler(item, error)
+        if not handled and self.router.has_error_handler:
+            self.hooks.call(self._error_handler, item, error)
         delay, text = self._next_try(item, str(error))
         self.pending.append(
             {"id": item["id"], "token": item["token"], "outcome": "fail", "error": text, "retry_in_s": delay}
@@ -78,9 +80,7 @@ class Outcomes:
         return float(delay), error
 
     def _error_handler(self, item: dict[str, Any], error: WorkerError) -> None:
-        """Run the router's error handler here, with a Task rebuilt from the delivery item."""
-        if not self.router.has_error_handler:
-            return
+        """Run the router's error handler (on the hook thread), with a Task rebuilt from the delivery item."""
         try:
             task = task_from_item(item)
         except Exception:  # an undecodable payload: the handler cannot be given a Task

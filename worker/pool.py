@@ -28,6 +28,7 @@ from ajq.worker.router import Router
 from ajq.worker.watchdog import shared_kill_at
 
 PR_SET_PDEATHSIG = 1
+EXIT_WAIT_S = 1.0  # a child whose pipe closed is reported dead this long after at the latest
 
 
 @dataclass(eq=False)
@@ -79,7 +80,8 @@ class Pool:
         self.max_tasks = max_tasks  # 0: no limit
         self.max_memory_mb = max_memory_mb  # 0: no limit
         self.children: dict[int, Child] = {}  # by pipe fd
-        self.retired: list[int] = []  # pids of retired children not reaped yet
+        self.retired: list[int] = []  # pids of retired or killed children not reaped yet
+        self._dying: dict[int, tuple[dict[str, Any] | None, bool, float]] = {}  # pid -> (task, handled, since)
 
     def start(self) -> list[Child]:
         """Fork the missing children (all of them at start-up)."""
@@ -156,7 +158,8 @@ class Pool:
             return 0.0
 
     def retire(self, child: Child) -> None:
-        """Close an idle child's pipe (it exits on EOF) and forget it; reap_retired collects it later."""
+        """Close a child's pipe (an idle one exits on EOF, a killed one is gone) and forget it;
+        reap_retired collects it later."""
         self.children.pop(child.fd, None)
         child.conn.close()
         self.retired.append(child.pid)
@@ -178,21 +181,37 @@ class Pool:
         with contextlib.suppress(ProcessLookupError):
             os.kill(child.pid, signal.SIGKILL)
 
-    def reap(self, child: Child) -> str:
-        """Wait for a dead (or killed) child, forget it, and say how it ended."""
+    def died(self, child: Child, now: float) -> None:
+        """Its pipe closed: forget it; `dead()` collects its exit and its task, never blocking."""
         self.children.pop(child.fd, None)
         child.conn.close()
-        try:
-            _, status = os.waitpid(child.pid, 0)
-        except ChildProcessError:
-            return "it ended and was reaped elsewhere"
-        return describe_exit(status)
+        self._dying[child.pid] = (child.task, child.error_handled, now)
+
+    def dying(self) -> bool:
+        """Some child's pipe closed and its exit is not collected yet."""
+        return bool(self._dying)
+
+    def dead(self, now: float) -> list[tuple[dict[str, Any] | None, bool, str]]:
+        """Children that died and have exited: (the task it ran, error handler run, how it ended) each.
+        One whose pipe closed EXIT_WAIT_S ago without an exit is reported anyway and reaped later."""
+        out = []
+        for pid, (item, handled, since) in list(self._dying.items()):
+            cause = _exit_status(pid)
+            if cause is None and now - since < EXIT_WAIT_S:
+                continue
+            del self._dying[pid]
+            if cause is None:
+                self.retired.append(pid)
+                cause = f"its pipe closed, and it had not exited {EXIT_WAIT_S:g}s later"
+            out.append((item, handled, cause))
+        return out
 
     def stop(self) -> None:
-        """Close every pipe (idle children exit on EOF), kill what is left, reap them all."""
+        """Close every pipe (idle children exit on EOF), kill what is left, reap them all (at exit only:
+        the loop itself never waits for a child)."""
         for child in list(self.children.values()):
             child.conn.close()
-        pids = [child.pid for child in self.children.values()] + self.retired
+        pids = [child.pid for child in self.children.values()] + self.retired + list(self._dying)
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
@@ -200,6 +219,16 @@ class Pool:
                 os.waitpid(pid, 0)
         self.children.clear()
         self.retired.clear()
+        self._dying.clear()
+
+
+def _exit_status(pid: int) -> str | None:
+    """How a child ended, if it has (waitpid with WNOHANG); None while it has not exited."""
+    try:
+        done, status = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return "it ended and was reaped elsewhere"
+    return describe_exit(status) if done else None
 
 
 def describe_exit(status: int) -> str:

@@ -76,7 +76,8 @@ class Router:
         Failed tries: the handler raised (TerminateTask included), no handler matched, the result
         could not be stored, the process died, the hard timeout, the lease ran out before the task
         started. Not called for a cancel or a task handed back at shutdown. What `fn` raises is
-        logged, never passed on. It runs in the child, or in the supervisor when the child cannot.
+        logged, never passed on. It runs in the child, or on a thread of the supervisor when the child
+        cannot (so a slow handler never stops the supervisor's loop).
         """
         if not callable(fn):
             raise TypeError(f"an error handler is fn(task, error, tries, max_tries), not {type(fn).__name__}")

@@ -26,6 +26,7 @@ from ajq.worker.config import WorkerConfig
 from ajq.worker.credit import Prefetch, batches
 from ajq.worker.errors import ChildDied, LeaseRanOut
 from ajq.worker.extensions import Extensions
+from ajq.worker.hooks import HookRunner
 from ajq.worker.lease_bound import LEAD_S, Held, LeaseBound
 from ajq.worker.link import BrokerLink
 from ajq.worker.outcomes import Outcomes
@@ -50,7 +51,8 @@ class Supervisor:
     def __init__(self, config: WorkerConfig, router: Router, retry: RetryPolicyProvider) -> None:
         self.config = config
         self.pool = Pool(config.procs, router, config.max_tasks_per_child, config.max_memory_per_child_mb)
-        self.outcomes = Outcomes(router, retry)
+        self.hooks = HookRunner()
+        self.outcomes = Outcomes(router, retry, self.hooks)
         self.worker_id = f"{socket.gethostname()}-{os.getpid()}-{os.urandom(3).hex()}"
         self.mode = Mode.RUNNING
         self.buffer: deque[Held] = deque()  # delivered, not started yet
@@ -109,7 +111,9 @@ class Supervisor:
         for fd, child in children:
             if ready.get(fd) and self.pool.children.get(fd) is child:
                 self._read_child(child, now)
+        self._report_dead(now)
         self.pool.reap_retired()
+        self.hooks.check(now)
         self._enforce_deadlines(now)
         self._start_tasks(now)
         self.link.keep_in_touch(now, may_register=self.mode is not Mode.STOPPING)
@@ -121,11 +125,13 @@ class Supervisor:
         times += [self.bound.supervisor_stop(c.deadline, c.fence) for c in self.pool.busy() if c.deadline is not None]
         if self._stop_deadline is not None and self.pool.busy():
             times.append(self._stop_deadline)
+        if self.pool.dying():
+            times.append(now + 0.005)  # its exit is a moment away: look again soon
         return max(0, int((min(times) - now) * 1000) + 1)
 
     def _finished(self) -> bool:
-        """Stopping, and nothing left running or buffered."""
-        return self.mode is Mode.STOPPING and not self.pool.busy() and not self.buffer
+        """Stopping, and nothing left running, buffered or dying unreported."""
+        return self.mode is Mode.STOPPING and not self.pool.busy() and not self.buffer and not self.pool.dying()
 
     # -- broker messages ----------------------------------------------------------------------
 
@@ -229,7 +235,7 @@ class Supervisor:
         msg = self.pool.read(child)
         item = child.task
         if msg is None:
-            self._child_died(child)
+            self._child_died(child, now)
         elif isinstance(msg, Extend):
             self._extend(child, msg, now)
         elif isinstance(msg, ErrorHandlerRuns):
@@ -241,15 +247,18 @@ class Supervisor:
             self.outcomes.from_child(item, msg)
             self._recycle_if_worn(child)
 
-    def _child_died(self, child: Child) -> None:
-        """Its pipe closed: reap and replace it, and fail the task it was running."""
-        item, handled = child.task, child.error_handled
+    def _child_died(self, child: Child, now: float) -> None:
+        """Its pipe closed: replace it; its task fails once its exit is collected (_report_dead)."""
         fd = child.fd
-        cause = self.pool.reap(child)
+        self.pool.died(child, now)
         self.poller.unregister(fd)
         self._replace(child)
-        if item is not None:
-            self.outcomes.failed(item, ChildDied(f"the process running the task died: {cause}"), handled=handled)
+
+    def _report_dead(self, now: float) -> None:
+        """Fail the tasks of children that died, saying how each ended."""
+        for item, handled, cause in self.pool.dead(now):
+            if item is not None:
+                self.outcomes.failed(item, ChildDied(f"the process running the task died: {cause}"), handled=handled)
 
     def _recycle_if_worn(self, child: Child) -> None:
         """Between tasks: replace a child past --max-tasks-per-child or --max-memory-per-child."""
@@ -300,9 +309,9 @@ class Supervisor:
                 self.outcomes.failed(item, error, handled=handled)
 
     def _drop_child(self, child: Child) -> None:
-        """Reap a killed child and stop polling its pipe."""
+        """Forget a killed child (reaped later, never waited for) and stop polling its pipe."""
         fd = child.fd
-        self.pool.reap(child)
+        self.pool.retire(child)
         self.poller.unregister(fd)
 
     def _replace(self, child: Child) -> None:
@@ -406,7 +415,7 @@ class Supervisor:
     def _leave(self) -> None:
         """Wait (briefly) until the broker has taken every outcome and release, then say BYE."""
         deadline = time.monotonic() + self.config.ack_timeout_s
-        while (self.link.unacked or self.outcomes.pending) and time.monotonic() < deadline:
+        while (self.link.unacked or self.outcomes.pending or not self.hooks.idle()) and time.monotonic() < deadline:
             self._flush()
             if self.sock.poll(100, zmq.POLLIN):
                 self._read_broker(time.monotonic())

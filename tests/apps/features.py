@@ -53,6 +53,8 @@ def on_error(task: Task, error: BaseException, tries: int, max_tries: int) -> No
         os.close(fd)
     if isinstance(task.payload, dict) and task.payload.get("hook_raises"):
         raise RuntimeError("the error handler fails on purpose")
+    if isinstance(task.payload, dict) and task.payload.get("hook_sleep"):
+        time.sleep(task.payload["hook_sleep"])  # a slow hook (a network call that hangs)
 
 
 @router.handler("trace")
