@@ -13,17 +13,35 @@ class Waiter:
     expires: float  # monotonic
 
 
+SLACK = 1024  # stale heap entries allowed beyond one per live waiter before the heap is rebuilt
+
+
 class Waiters:
+    """Parked WAITs by task, with an expiry heap rebuilt when answered waiters' stale entries
+    outnumber the live ones (as in leases.py), so memory follows the waits parked now."""
+
     def __init__(self) -> None:
         self._by_task: dict[str, list[Waiter]] = {}
         self._heap: list[tuple[float, str]] = []
+        self._live = 0
         self._added: list[tuple[str, Waiter]] = []  # in the current step, undone if it rolls back
 
     def add(self, task_id: str, ident: bytes, corr: int, expires: float) -> None:
         waiter = Waiter(ident, corr, expires)
         self._by_task.setdefault(task_id, []).append(waiter)
         heapq.heappush(self._heap, (expires, task_id))
+        self._live += 1
         self._added.append((task_id, waiter))
+        if len(self._heap) > 2 * self._live + SLACK:
+            self._heap = [(w.expires, t) for t, ws in self._by_task.items() for w in ws]
+            heapq.heapify(self._heap)
+
+    def __len__(self) -> int:
+        return self._live
+
+    def heap_size(self) -> int:
+        """Entries in the expiry heap, stale ones included (bounded by 2 x live + SLACK)."""
+        return len(self._heap)
 
     def begin_step(self) -> None:
         self._added = []
@@ -34,12 +52,15 @@ class Waiters:
             waiters = self._by_task.get(task_id, [])
             if waiter in waiters:
                 waiters.remove(waiter)
+                self._live -= 1
             if not waiters:
                 self._by_task.pop(task_id, None)
         self._added = []
 
     def pop(self, task_id: str) -> list[Waiter]:
-        return self._by_task.pop(task_id, [])
+        waiters = self._by_task.pop(task_id, [])
+        self._live -= len(waiters)
+        return waiters
 
     def expired(self, now_mono: float) -> list[tuple[str, Waiter]]:
         """Remove and return the waiters whose time ran out."""
@@ -51,6 +72,7 @@ class Waiters:
                 continue
             keep = [w for w in waiters if w.expires > now_mono]
             out += [(task_id, w) for w in waiters if w.expires <= now_mono]
+            self._live -= len(waiters) - len(keep)
             if keep:
                 self._by_task[task_id] = keep
             else:

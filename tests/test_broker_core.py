@@ -509,3 +509,23 @@ def _raw_step(rig: Rig, ident: bytes, data: bytes) -> list[tuple[bytes, Kind, in
 def _outgoing_to(ident: bytes) -> Outgoing:
     """A message the server could not send to `ident` (its connection is gone)."""
     return Outgoing(ident, encode(Kind.HEARTBEAT, 0, {}))
+
+
+def test_memory_follows_the_leases_held_not_the_leases_ever_made(rig: Rig) -> None:
+    # Given one long-running task (its lease ends in an hour) on W1,
+    rig.step((C, Kind.QUEUE_CONFIGURE, {"name": "Q", "max_concurrent": 2000}))
+    rig.submit("Q", 1)
+    delivered(rig.hello(W1, ["Q"], 1), W1)
+    rig.step((W2, Kind.HELLO, {"worker_id": "w2", "host": "h", "pid": 2, "procs": 16, "queues": ["Q"]}))
+    # When 10,000 later tasks are leased and completed by W2, and as many WAITs answered,
+    for _ in range(10):
+        ids = rig.submit("Q", 1000)
+        rig.step(*[(C, Kind.WAIT, {"id": i, "timeout_s": 3600}) for i in ids])
+        tasks = delivered(rig.step((W2, Kind.CREDIT, {"n": 1000})), W2)
+        assert len(tasks) == 1000
+        done = [{"id": t["id"], "token": t["token"], "outcome": "complete", "result": b"\xc0"} for t in tasks]
+        rig.step((W2, Kind.RESULTS, {"results": done}))
+    # Then the expiry heaps hold about what is live now, not an entry per lease or wait ever made.
+    assert len(rig.broker.leases) == 1 and len(rig.broker.waiters) == 0
+    assert rig.broker.leases.heap_size() <= 2 + 1024
+    assert rig.broker.waiters.heap_size() <= 1024 + 1000
