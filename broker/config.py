@@ -40,6 +40,7 @@ class BrokerConfig:
     lease_bound_s: float = 0.0  # a worker's children stop after this long without contact; 0: 3 beats
     lease_grace_s: float = 2.0  # time past max_run_time for a worker's own timeout report to arrive
     max_batch_messages: int = 4096  # messages applied in one transaction at most
+    max_step_bytes: int = 64 * 1024 * 1024  # and their bytes: a step stops reading past this
     max_db_mb: int | None = None  # cap on the database file: past it writes fail as on a full disk
     events_bind: str | None = None  # PUB socket for task events; default: the --bind port + 1
 
@@ -56,6 +57,8 @@ class BrokerConfig:
         _check("lease_grace_s", self.lease_grace_s, options.seconds_problem(self.lease_grace_s, zero_ok=True), "2.0")
         batch = self.max_batch_messages
         _check("max_batch_messages", batch, options.count_problem(batch, minimum=1), "4096")
+        step = self.max_step_bytes
+        _check("max_step_bytes", step, options.count_problem(step, minimum=1), str(64 * 1024 * 1024))
         if self.max_db_mb is not None:
             _check("max_db_mb", self.max_db_mb, options.count_problem(self.max_db_mb, minimum=1), "512")
 

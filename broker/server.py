@@ -78,13 +78,7 @@ class Server:
 
     def turn(self) -> None:
         """One iteration: every message waiting (up to a cap), one transaction, all the sends."""
-        inbox = []
-        recv = self.sock.recv_multipart
-        for _ in range(self.config.max_batch_messages):
-            try:
-                inbox.append(recv(zmq.NOBLOCK))
-            except zmq.Again:
-                break
+        inbox = self.read_inbox()
         out = self.broker.step(inbox, self.clock.now())
         send = self.sock.send_multipart
         for msg in out:
@@ -96,6 +90,22 @@ class Server:
         for event in self.broker.events.take():
             with contextlib.suppress(zmq.Again):
                 self.pub.send_multipart([b"task", event], zmq.NOBLOCK)
+
+    def read_inbox(self) -> list[list[bytes]]:
+        """The messages waiting, up to the step's cap in messages and in bytes (one message always)."""
+        inbox: list[list[bytes]] = []
+        recv = self.sock.recv_multipart
+        left = self.config.max_step_bytes
+        for _ in range(self.config.max_batch_messages):
+            try:
+                msg = recv(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            inbox.append(msg)
+            left -= sum(len(part) for part in msg)
+            if left <= 0:
+                break
+        return inbox
 
     def _count_subscribers(self) -> None:
         """XPUB hands us each subscription change: first byte 1 to join, 0 to leave."""

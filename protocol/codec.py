@@ -14,6 +14,7 @@ from ajq.protocol.messages import Kind, check_body
 VERSION = 1
 _KINDS = {k.value: k for k in Kind}
 _DEFAULT_LIMITS = Limits()
+_ENVELOPE_BYTES = 128  # fixarray + version + a kind of <= 64 chars + corr, with room
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +32,9 @@ def encode(kind: Kind, corr: int, body: dict[str, Any]) -> bytes:
 
 
 def decode(frames: list[bytes], limits: Limits = _DEFAULT_LIMITS, validate: bool = True) -> Frame:
-    """Decode one message (the frames after any routing identity); raise ProtocolError if bad."""
+    """Decode one message (the frames after any routing identity); raise ProtocolError if bad.
+
+    It is decoded under limits that bound what any frame can cost in memory (SPEC 2)."""
     if len(frames) != 1:
         raise ProtocolError(ErrorCode.BAD_FRAME, f"a message is exactly one frame, got {len(frames)}")
     data = frames[0]
@@ -39,16 +42,13 @@ def decode(frames: list[bytes], limits: Limits = _DEFAULT_LIMITS, validate: bool
         raise ProtocolError(
             ErrorCode.TOO_LARGE, f"frame of {len(data)} bytes is over the limit of {limits.max_frame_bytes}"
         )
-    try:
-        msg = msgpack.unpackb(data, raw=False, strict_map_key=True)
-    except Exception as exc:  # msgpack raises several unrelated types on garbage
-        raise ProtocolError(ErrorCode.BAD_FRAME, f"frame is not valid msgpack ({type(exc).__name__})") from None
-    if not isinstance(msg, list) or len(msg) != 4:
+    msg = _unpack(data, limits)
+    if type(msg) is not list or len(msg) != 4:
         raise ProtocolError(ErrorCode.BAD_FRAME, "a message is a msgpack array [version, kind, corr, body]")
     version, kind_name, corr, body = msg
     if type(version) is not int or version != VERSION:
         raise ProtocolError(ErrorCode.BAD_VERSION, f"protocol version {version!r} is not spoken here; use {VERSION}")
-    if not isinstance(corr, int) or isinstance(corr, bool) or corr < 0 or corr >= 2**63:
+    if not _is_corr(corr):
         raise ProtocolError(ErrorCode.BAD_FRAME, "the correlation id must be an integer from 0 to 2**63-1")
     kind = _KINDS.get(kind_name) if isinstance(kind_name, str) else None
     if kind is None:
@@ -58,14 +58,75 @@ def decode(frames: list[bytes], limits: Limits = _DEFAULT_LIMITS, validate: bool
     return Frame(kind, corr, body)
 
 
-def peek_corr(data: bytes) -> int:
-    """Best-effort correlation id of an undecodable frame, so its error reply can be matched."""
+def _is_corr(corr: Any) -> bool:
+    return type(corr) is int and 0 <= corr < 2**63
+
+
+def _envelope(data: bytes | memoryview) -> tuple[Any, Any, Any]:
+    """[version, kind, corr] of a frame, read without a byte of its body (for refused frames).
+
+    Only scalars are allowed here (a kind name of at most 64 characters), so a hostile envelope
+    costs a few bytes however it is built."""
+    unpacker = msgpack.Unpacker(
+        raw=False, max_buffer_size=max(len(data), 1), max_str_len=64, max_bin_len=0,
+        max_array_len=0, max_map_len=0, max_ext_len=0,
+    )  # fmt: skip
     try:
-        msg = msgpack.unpackb(data, raw=False)
-        corr = msg[2]
-        return corr if isinstance(corr, int) and not isinstance(corr, bool) and 0 <= corr < 2**63 else 0
-    except Exception:
+        unpacker.feed(data)
+        if unpacker.read_array_header() != 4:
+            raise ValueError("not four items")
+        version, kind_name, corr = unpacker.unpack(), unpacker.unpack(), unpacker.unpack()
+    except Exception:  # msgpack raises several unrelated types on garbage and on the limits
+        raise ProtocolError(ErrorCode.BAD_FRAME, "a message is a msgpack array [version, kind, corr, body]") from None
+    return version, kind_name, corr
+
+
+class _ContainerBudget:
+    """Counts the maps and lists a body decodes into and stops past the budget: a container costs
+    ~60 bytes of memory for one byte of frame, so their number, not the frame size, bounds memory."""
+
+    __slots__ = ("left",)
+
+    def __init__(self, budget: int) -> None:
+        self.left = budget
+
+    def __call__(self, value: Any) -> Any:
+        self.left -= 1
+        if self.left < 0:
+            raise ValueError("too many maps and lists")
+        return value
+
+
+def _unpack(data: bytes, limits: Limits) -> Any:
+    budget = _ContainerBudget(limits.max_containers)
+    try:
+        return msgpack.unpackb(
+            data, raw=False, strict_map_key=True, object_hook=budget, list_hook=budget,
+            max_array_len=limits.max_items, max_map_len=limits.max_items,
+        )  # fmt: skip
+    except msgpack.StackError:
+        raise ProtocolError(ErrorCode.TOO_LARGE, "the message is nested too deeply") from None
+    except Exception as exc:
+        if budget.left < 0:
+            raise ProtocolError(
+                ErrorCode.TOO_LARGE, f"the message holds more than {limits.max_containers} maps and lists: split it"
+            ) from None
+        if type(exc) is ValueError and "exceeds max_" in str(exc):  # msgpack's own length limits
+            raise ProtocolError(
+                ErrorCode.TOO_LARGE, f"a list or map in the message has more than {limits.max_items} items: split it"
+            ) from None
+        raise ProtocolError(ErrorCode.BAD_FRAME, f"frame is not valid msgpack ({type(exc).__name__})") from None
+
+
+def peek_corr(data: bytes) -> int:
+    """Best-effort correlation id of a refused frame, so its error reply can be matched.
+
+    Reads the envelope's first bytes only, however large the frame is."""
+    try:
+        corr = _envelope(memoryview(data)[:_ENVELOPE_BYTES])[2]
+    except ProtocolError:
         return 0
+    return corr if _is_corr(corr) else 0
 
 
 def encode_value(value: Any) -> bytes:

@@ -28,6 +28,16 @@ class Limits:
     max_payload_bytes: int = MAX_PAYLOAD_BYTES
     max_batch: int = MAX_BATCH
 
+    @property
+    def max_containers(self) -> int:
+        """Maps and lists one frame may decode into: a full batch with a nested map or list per item."""
+        return 4 * self.max_batch + 64
+
+    @property
+    def max_items(self) -> int:
+        """Items of any one list or map; the batch limit itself is checked with its own message."""
+        return 2 * self.max_batch + 16
+
 
 def max_credit(procs: int) -> int:
     """The most tasks a worker of `procs` processes may hold (leased) or ask for (credit) at once."""

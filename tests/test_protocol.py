@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import tracemalloc
+from collections.abc import Callable
+
 import msgpack
 import pytest
 
 from ajq.protocol import ErrorCode, Kind, Limits, ProtocolError, decode, decode_value, encode, encode_value
+from ajq.protocol.codec import peek_corr
 
 
 def test_round_trip_keeps_kind_corr_and_body() -> None:
@@ -54,3 +59,59 @@ def test_limits_apply_to_frames_batches_and_payloads() -> None:
 def test_values_msgpack_cannot_carry_are_named() -> None:
     with pytest.raises(TypeError, match="cannot be sent as msgpack"):
         encode_value(object())
+
+
+def _peak_bytes(fn: Callable[[], object]) -> int:
+    """Peak bytes Python allocated while `fn` ran."""
+    tracemalloc.start()
+    try:
+        with contextlib.suppress(ProtocolError):
+            fn()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def _submit_prefix(corr: int) -> bytes:
+    """The bytes of [1, "submit", corr, {"tasks": ...}] up to the tasks list itself."""
+    return b"\x94\x01\xa6submit" + msgpack.packb(corr) + b"\x81\xa5tasks"
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        b"\xdd" + (8_000_000).to_bytes(4, "big") + b"\x80" * 8_000_000,  # one list of 8 million empty maps
+        b"\xdc\x03\x20" + (b"\xdc\x27\x10" + b"\x80" * 10_000) * 800,  # 800 lists of 10,000: each list is legal
+        b"\x91" * 100_000 + b"\xc0",  # nested 100,000 deep
+    ],
+    ids=["flat", "nested-lists", "deep"],
+)
+def test_a_hostile_frame_costs_little_memory_and_gets_too_large(hostile: bytes) -> None:
+    data = _submit_prefix(9) + hostile
+    assert len(data) < Limits().max_frame_bytes
+    with pytest.raises(ProtocolError) as err:
+        decode([data])
+    assert err.value.code == ErrorCode.TOO_LARGE
+    assert _peak_bytes(lambda: decode([data])) < 16 * 1024 * 1024  # unbounded: 578 MB for "flat"
+
+
+def test_the_corr_of_an_oversized_frame_is_read_without_its_body() -> None:
+    data = _submit_prefix(77) + b"\xdd" + (9_000_000).to_bytes(4, "big") + b"\x80" * 9_000_000
+    with pytest.raises(ProtocolError) as err:
+        decode([data])
+    assert err.value.code == ErrorCode.TOO_LARGE
+    assert peek_corr(data) == 77
+    assert _peak_bytes(lambda: peek_corr(data)) < 64 * 1024
+    assert peek_corr(b"\x94\x01\xda" + b"\xff\xff" + b"k" * 70_000) == 0  # a kind name too long to be one
+
+
+def test_a_batch_past_the_limit_is_named_before_its_items_are_checked() -> None:
+    small = Limits(max_batch=2)
+    tasks = [{"type": "t", "payload": b""}] * 3
+    with pytest.raises(ProtocolError, match="split it") as err:
+        decode([encode(Kind.SUBMIT, 1, {"queue": "q", "tasks": tasks})], small)
+    assert err.value.code == ErrorCode.TOO_LARGE
+    many = [{"type": "t", "payload": b""}] * 100  # past msgpack's per-list limit, not only the batch's
+    with pytest.raises(ProtocolError, match="more than 20 items") as err:
+        decode([encode(Kind.SUBMIT, 1, {"queue": "q", "tasks": many})], small)
+    assert err.value.code == ErrorCode.TOO_LARGE
