@@ -168,6 +168,7 @@ def queue_delete(b: Broker, ident: bytes, frame: Frame, now: Now) -> None:
     b.store.delete_tasks(ids)
     b.store.delete_queue(q.name)
     del b.queues[q.name]
+    b.retention.forget(q.name)
     b.counts.pop(q.name, None)
     b.dirty.discard(q.name)
     b.next_ready.pop(q.name, None)

@@ -32,6 +32,10 @@ def parse(argv: list[str] | None) -> BrokerConfig:
         "--max-db-mb", type=options.count_arg(minimum=1, example="512"), dest="max_db_mb",
         help="cap the database at this size (MB)",
     )  # fmt: skip
+    p.add_argument(
+        "--max-queues", type=options.count_arg(minimum=1, example="1000"), dest="max_queues",
+        help="queues that may exist at once (default 1000)",
+    )  # fmt: skip
     p.add_argument("--events", dest="events_bind", help="endpoint for task events (default: --bind port + 1)")
     p.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     args = p.parse_args(argv)
@@ -48,6 +52,7 @@ def parse(argv: list[str] | None) -> BrokerConfig:
         lease_grace_s=args.lease_grace_s,
         events_bind=args.events_bind,
         max_db_mb=args.max_db_mb,
+        max_queues=args.max_queues,
     )
 
 

@@ -165,6 +165,7 @@ def queue_configure(b: Broker, ident: bytes, frame: Frame, now: Now) -> None:
     b.store.put_queue(new)
     b.queues[new.name] = new
     b.dirty.add(new.name)
+    b.retention.forget(new.name)
     b.reply(ident, frame.corr, queue_info(b, new))
 
 

@@ -41,6 +41,7 @@ class BrokerConfig:
     lease_grace_s: float = 2.0  # time past max_run_time for a worker's own timeout report to arrive
     max_batch_messages: int = 4096  # messages applied in one transaction at most
     max_step_bytes: int = 64 * 1024 * 1024  # and their bytes: a step stops reading past this
+    max_queues: int = 1000  # queues that may exist at once; naming one more is refused
     max_db_mb: int | None = None  # cap on the database file: past it writes fail as on a full disk
     events_bind: str | None = None  # PUB socket for task events; default: the --bind port + 1
 
@@ -59,6 +60,7 @@ class BrokerConfig:
         _check("max_batch_messages", batch, options.count_problem(batch, minimum=1), "4096")
         step = self.max_step_bytes
         _check("max_step_bytes", step, options.count_problem(step, minimum=1), str(64 * 1024 * 1024))
+        _check("max_queues", self.max_queues, options.count_problem(self.max_queues, minimum=1), "1000")
         if self.max_db_mb is not None:
             _check("max_db_mb", self.max_db_mb, options.count_problem(self.max_db_mb, minimum=1), "512")
 

@@ -14,13 +14,14 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-from ajq.broker import admin_api, client_api, cron, lifecycle, retention, worker_api
+from ajq.broker import admin_api, client_api, cron, lifecycle, worker_api
 from ajq.broker.client_api import task_info
 from ajq.broker.config import DEFAULT_QUEUE_LIMITS, NEW_QUEUE_LIMITS, BrokerConfig
 from ajq.broker.dispatch import dispatch
 from ajq.broker.events import Events
 from ajq.broker.leases import Lease, LeaseTable
 from ajq.broker.registry import Registry
+from ajq.broker.retention import Retention
 from ajq.broker.store import QueueRow, ScheduleRow, Store
 from ajq.broker.waiters import Waiters
 from ajq.protocol import ErrorCode, Kind, Limits, ProtocolError, decode, encode
@@ -58,6 +59,7 @@ class Broker:
         self.finished: list[str] = []
         self.unsent: list[tuple[bytes, list[str]]] = []  # deliveries the socket refused: hand back
         self._next_heartbeat = now.mono
+        self.retention = Retention()
         self.next_trim = now.mono
         self.store.begin()
         self.queue(DEFAULT_QUEUE, now)
@@ -86,6 +88,7 @@ class Broker:
         self.schedules = {s.name: s for s in self.store.schedules()}
         self.dirty = set(self.queues)
         self.next_ready.clear()
+        self.retention.forget()
 
     # -- the step -----------------------------------------------------------------------------
 
@@ -160,7 +163,7 @@ class Broker:
                 self.dirty.add(queue)
         cron.fire_due(self, now)
         if now.mono >= self.next_trim:
-            self.next_trim = now.mono + retention.trim(self, now)
+            self.next_trim = now.mono + self.retention.trim(self, now)
 
     def wake_in(self, now: Now) -> float:
         """Seconds until the next timer is due (0: work to do now)."""
@@ -179,6 +182,12 @@ class Broker:
         """The queue called `name`, created with the defaults if it does not exist yet."""
         q = self.queues.get(name)
         if q is None:
+            if len(self.queues) >= self.config.max_queues:
+                raise ProtocolError(
+                    ErrorCode.TOO_LARGE,
+                    f"the broker has {len(self.queues)} queues, its limit: queue {name!r} was not created; "
+                    "delete unused ones (`ajc queue rm NAME`) or start ajbroker with a higher --max-queues",
+                )
             d = DEFAULT_QUEUE_LIMITS if name == DEFAULT_QUEUE else NEW_QUEUE_LIMITS
             q = QueueRow(
                 name, d.max_concurrent, d.max_run_time_s, d.max_tries, False, now.wall,

@@ -10,10 +10,12 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from ajq.broker import lifecycle
+from ajq.broker.config import NEW_QUEUE_LIMITS
 from ajq.broker.leases import Lease
 from ajq.broker.registry import WorkerState
 from ajq.protocol import ErrorCode, Frame, Kind, ProtocolError, TaskState
 from ajq.protocol.clock import Now
+from ajq.protocol.defaults import DEFAULT_QUEUE
 from ajq.protocol.limits import MAX_PREFETCH_PER_PROC, cut_error, max_credit
 from ajq.protocol.messages import check_item
 
@@ -25,6 +27,7 @@ def hello(b: Broker, ident: bytes, frame: Frame, now: Now) -> None:
     body = frame.body
     if ident != body["worker_id"].encode():
         raise ProtocolError(ErrorCode.BAD_FIELD, "hello worker_id must equal the socket's routing id")
+    unused = [name for name in dict.fromkeys(body["queues"]) if _unused(b, name)]
     for name in body["queues"]:
         b.queue(name, now)
     weights = body.get("weights") or [1] * len(body["queues"])
@@ -54,6 +57,7 @@ def hello(b: Broker, ident: bytes, frame: Frame, now: Now) -> None:
             "max_frame_bytes": b.limits.max_frame_bytes,
             "max_batch": b.limits.max_batch,
             "running": sorted(worker.running),
+            "unused_queues": unused,
         },
     )
     # Cancels acknowledged before a broker restart or this reconnect are told again, after the welcome.
@@ -61,6 +65,21 @@ def hello(b: Broker, ident: bytes, frame: Frame, now: Now) -> None:
         lease = b.leases.get(task_id)
         if lease is not None:
             b.send(ident, Kind.CANCEL, {"id": task_id, "token": lease.token})
+
+
+def _unused(b: Broker, name: str) -> bool:
+    """No client has configured `name`, submitted to it or scheduled into it (a typo, perhaps)."""
+    q = b.queues.get(name)
+    if q is None:
+        return True
+    if name == DEFAULT_QUEUE:
+        return False
+    defaults = NEW_QUEUE_LIMITS
+    untouched = (q.max_concurrent, q.max_run_time_s, q.max_tries) == (
+        defaults.max_concurrent, defaults.max_run_time_s, defaults.max_tries,
+    )  # fmt: skip
+    scheduled = any(s.queue == name for s in b.schedules.values())
+    return untouched and not scheduled and not any(b.counts[name].values())
 
 
 def credit(b: Broker, ident: bytes, frame: Frame, now: Now) -> None:

@@ -529,3 +529,32 @@ def test_memory_follows_the_leases_held_not_the_leases_ever_made(rig: Rig) -> No
     assert len(rig.broker.leases) == 1 and len(rig.broker.waiters) == 0
     assert rig.broker.leases.heap_size() <= 2 + 1024
     assert rig.broker.waiters.heap_size() <= 1024 + 1000
+
+
+def test_idle_queues_cost_no_query_and_ended_tasks_are_trimmed_when_due(rig: Rig) -> None:
+    # Given 300 queues a worker named once and never used, and one queue whose task completed.
+    rig.hello(W1, [f"idle-{i}" for i in range(300)], 1)
+    rig.step((C, Kind.QUEUE_CONFIGURE, {"name": "Q", "retention_s": 60.0}))
+    rig.submit("Q", 1)
+    out = rig.hello(W2, ["Q"], 1)
+    (t,) = delivered(out, W2)
+    done = {"id": t["id"], "token": t["token"], "outcome": "complete"}
+    rig.step((W2, Kind.RESULTS, {"results": [done], "credit": 1}))
+    statements: list[str] = []
+    rig.store.db.set_trace_callback(statements.append)
+    try:
+        # When retention passes run for 50 s (the task is kept for 60 s).
+        for _ in range(50):
+            rig.advance(1.0)
+            rig.step()
+        # Then neither the idle queues nor the one whose task is not due cost a query.
+        queries = [s for s in statements if "finished_at" in s]
+        assert len(queries) <= 3, queries  # the first pass learns when Q's task falls due
+        # And once it is due, it is deleted.
+        statements.clear()
+        rig.advance(11.0)
+        rig.step()
+        assert rig.broker.counts["Q"]["complete"] == 0
+        assert rig.store.get_task(t["id"]) is None
+    finally:
+        rig.store.db.set_trace_callback(None)

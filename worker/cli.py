@@ -13,7 +13,7 @@ from ajq.protocol import options
 from ajq.protocol.defaults import DEFAULT_ENDPOINT, DEFAULT_QUEUE
 from ajq.worker.config import MAX_WEIGHT, WorkerConfig
 from ajq.worker.cpus import available_cpus
-from ajq.worker.errors import WorkerConfigError, WorkerError
+from ajq.worker.errors import BrokerRefused, WorkerConfigError, WorkerError
 from ajq.worker.retry import BY_NAME, RETRY_DEFAULT, by_name
 from ajq.worker.router import Router
 
@@ -144,7 +144,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ajworker: {exc}", file=sys.stderr)
         return 2
     supervisor.install_signals()
-    supervisor.run()
+    try:
+        supervisor.run()
+    except BrokerRefused as exc:
+        print(f"ajworker: {exc}", file=sys.stderr)
+        return 2
     logging.getLogger("ajq.worker").info("stopped")
     return 0
 

@@ -15,6 +15,10 @@ class WorkerConfigError(WorkerError):
     """A setting or the app spec is invalid; the message says what is accepted."""
 
 
+class BrokerRefused(WorkerError):
+    """The broker refused this worker's HELLO (too many queues, a bad setting): it cannot register."""
+
+
 class NoHandler(WorkerError):
     """No registered pattern matches the task's type (a failed try)."""
 

@@ -34,6 +34,7 @@ class BrokerLink:
         self.worker_id = worker_id
         self.registered = False
         self.heartbeat_s = config.heartbeat_s  # until the welcome says otherwise
+        self._warned: set[str] = set()  # unused queues named in a warning already
         self.lease_bound_s = BEATS_PER_BOUND * config.heartbeat_s  # likewise
         self.lease_grace_s = 0.0  # likewise
         self.contact = -math.inf  # monotonic: when we sent the latest message the broker answered as ours
@@ -99,6 +100,13 @@ class BrokerLink:
         self.lease_grace_s = float(data.get("lease_grace_s", 0.0))
         self.contact = max(self.contact, self._hello_sent)
         log.info("registered with the broker at %s", self.config.broker)
+        for name in data.get("unused_queues", ()):
+            if name not in self._warned:
+                self._warned.add(name)
+                log.warning(
+                    "queue %r has never been configured, submitted or scheduled to: if that name is a typo, "
+                    "fix --queue; tasks sent to any other queue will not reach this worker", name,
+                )  # fmt: skip
         pending = list(self.unacked.values())
         self.unacked.clear()
         return pending

@@ -24,7 +24,7 @@ import zmq
 from ajq.protocol import ErrorCode, Kind
 from ajq.worker.config import WorkerConfig
 from ajq.worker.credit import Prefetch, batches
-from ajq.worker.errors import ChildDied, LeaseRanOut
+from ajq.worker.errors import BrokerRefused, ChildDied, LeaseRanOut
 from ajq.worker.extensions import Extensions
 from ajq.worker.hooks import HookRunner
 from ajq.worker.lease_bound import LEAD_S, Held, LeaseBound
@@ -178,6 +178,8 @@ class Supervisor:
         """Register again, resend refused outcomes, or log (a refused EXTEND included)."""
         code = body.get("code")
         extension = self.extensions.refused(corr, body.get("message"))
+        if corr and corr == self.link.hello_corr and code != ErrorCode.INTERNAL:
+            raise BrokerRefused(f"the broker refused to register this worker: {body.get('message')}")
         if code == ErrorCode.NOT_REGISTERED:
             self.link.forget_registration()
         elif extension:

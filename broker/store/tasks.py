@@ -181,6 +181,14 @@ class TaskSQL:
         )
         return [r[0] for r in rows]
 
+    def oldest_finished(self, queue: str, state: str) -> float | None:
+        """When the task of `queue` in `state` that ended first ended (the index answers it)."""
+        row = self.db.execute(
+            "SELECT MIN(finished_at) FROM tasks WHERE queue = ? AND state = ? AND finished_at IS NOT NULL",
+            (queue, state),
+        ).fetchone()
+        return None if row[0] is None else float(row[0])
+
     def trim_oldest(self, queue: str, state: str, n: int) -> int:
         """Delete the `n` oldest tasks in `state` (the dead cap)."""
         rows = self.db.execute(
