@@ -11,6 +11,7 @@ import logging
 import secrets
 import sqlite3
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +19,7 @@ from ajq.broker import admin_api, client_api, cron, lifecycle, worker_api
 from ajq.broker.client_api import task_info
 from ajq.broker.config import DEFAULT_QUEUE_LIMITS, NEW_QUEUE_LIMITS, BrokerConfig
 from ajq.broker.dispatch import dispatch
+from ajq.broker.errors import DispatchFailed
 from ajq.broker.events import Events
 from ajq.broker.leases import Lease, LeaseTable
 from ajq.broker.registry import Registry
@@ -32,6 +34,7 @@ from ajq.protocol.messages import check_body
 
 log = logging.getLogger("ajq.broker")
 
+HOLD_S = 1.0  # a failed phase of the step waits this long before it is tried again
 HANDLERS = {**client_api.HANDLERS, **admin_api.HANDLERS, **worker_api.HANDLERS}
 
 
@@ -58,6 +61,8 @@ class Broker:
         self.deliveries: dict[bytes, list[dict[str, Any]]] = {}
         self.finished: list[str] = []
         self.unsent: list[tuple[bytes, list[str]]] = []  # deliveries the socket refused: hand back
+        self.held: dict[str, float] = {}  # a phase of the step that failed -> mono time to try it again
+        self.held_queues: dict[str, float] = {}  # a queue whose dispatch failed -> mono time to try again
         self._next_heartbeat = now.mono
         self.retention = Retention()
         self.next_trim = now.mono
@@ -99,21 +104,57 @@ class Broker:
         self.finished = []
         self.waiters.begin_step()
         cancelling, unsent = set(self.cancelling), list(self.unsent)  # restored if the step rolls back
-        self.store.begin()
         try:
+            self.store.begin()
             for msg in inbox:
                 self.handle(msg[0], msg[1:], now)
             self._hand_back_unsent(now)
-            self.tick(now)
-            dispatch(self, now)
+            self._guarded("timers", self.tick, now)
+            self._guarded("dispatch", self._dispatch, now)
             self._answer_waiters()
             self.store.commit()
-        except sqlite3.Error as exc:
+        except Exception as exc:  # the database failed (BEGIN, a write, COMMIT), or a bug outside a guard
             self.store.rollback()
             self.cancelling, self.unsent = cancelling, unsent
             self.waiters.undo_step()
             return self._after_rollback(exc, inbox, now)
         return self._outgoing(now)
+
+    def _dispatch(self, now: Now) -> None:
+        """Dispatch, without the queues whose dispatch failed within HOLD_S (dirty again after)."""
+        for queue, until in list(self.held_queues.items()):
+            if until > now.mono:
+                self.dirty.discard(queue)
+            else:
+                del self.held_queues[queue]
+                self.dirty.add(queue)
+        try:
+            dispatch(self, now)
+        except DispatchFailed as exc:
+            self.held_queues[exc.queue] = now.mono + HOLD_S
+            raise
+
+    def _guarded(self, name: str, phase: Callable[[Now], None], now: Now) -> None:
+        """Run one phase of the step alone: if it fails (not the database: that is the whole step),
+        its changes are undone, it is logged, and it waits HOLD_S while the requests go on."""
+        if self.held.get(name, 0.0) > now.mono:
+            return
+        events, finished = self.events.mark(), len(self.finished)
+        try:
+            with self.store.savepoint():
+                phase(now)
+        except sqlite3.Error:
+            raise
+        except Exception as exc:
+            cause = exc.__cause__ if isinstance(exc, DispatchFailed) and exc.__cause__ else exc
+            what = str(exc) if isinstance(exc, DispatchFailed) else f"the broker's {name}"
+            log.error("%s failed and was undone; tried again in %gs", what, HOLD_S, exc_info=cause)
+            if not isinstance(exc, DispatchFailed):
+                self.held[name] = now.mono + HOLD_S
+            self.events.drop_since(events)
+            del self.finished[finished:]
+            self._undo_deliveries()
+            self.load(now)
 
     def handle(self, ident: bytes, frames: list[bytes], now: Now) -> None:
         try:
@@ -168,6 +209,7 @@ class Broker:
     def wake_in(self, now: Now) -> float:
         """Seconds until the next timer is due (0: work to do now)."""
         times = [self._next_heartbeat - now.mono, self.next_trim - now.mono]
+        times += [until - now.mono for until in (*self.held.values(), *self.held_queues.values()) if until > now.mono]
         for mono in (self.leases.next_expiry(), self.waiters.next_expiry(), self.workers.next_departure()):
             if mono is not None:
                 times.append(mono - now.mono)
@@ -247,10 +289,15 @@ class Broker:
             out.extend(Outgoing(w.ident, beat) for w in self.workers)
         return out
 
-    def _after_rollback(self, exc: sqlite3.Error, inbox: list[list[bytes]], now: Now) -> list[Outgoing]:
+    def _after_rollback(self, exc: Exception, inbox: list[list[bytes]], now: Now) -> list[Outgoing]:
         """Nothing of this step is on disk: every request gets INTERNAL, deliveries are undone."""
-        log.error("the database refused this batch, nothing of it was applied: %s", exc)
-        msg = f"the broker could not write to its database ({exc}); nothing was changed: free disk space, then retry"
+        if isinstance(exc, sqlite3.Error):
+            log.error("the database refused this batch, nothing of it was applied: %s", exc)
+            fix = "free disk space, then retry" if "full" in str(exc) else "retry"
+            msg = f"the broker could not write to its database ({exc}); nothing was changed: {fix}"
+        else:
+            log.exception("the broker failed on this batch, nothing of it was applied")
+            msg = f"the broker failed ({type(exc).__name__}: {exc}); nothing was changed: retry"
         internal = {"code": int(ErrorCode.INTERNAL), "message": msg}
         refused = {(ident, corr) for ident, corr, kind, _ in self._replies if kind is Kind.ERROR}
         replies = [r for r in self._replies if r[2] is Kind.ERROR]
@@ -261,14 +308,18 @@ class Broker:
             if corr and (ident, corr) not in answered and (ident, corr) not in refused:
                 replies.append((ident, corr, Kind.ERROR, internal))
         self._replies = replies
+        self._undo_deliveries()
+        self.events.take()
+        self.load(now)
+        return self._outgoing(now)
+
+    def _undo_deliveries(self) -> None:
+        """Deliveries of an undone step or phase are not sent; their workers get the credit back."""
         for ident, tasks in self.deliveries.items():
             worker = self.workers.get(ident)
             if worker is not None:
                 worker.credit += len(tasks)
         self.deliveries = {}
-        self.events.take()
-        self.load(now)
-        return self._outgoing(now)
 
     def undeliverable(self, out: Outgoing) -> None:
         """A peer we could not send to (its connection is gone): settled at the next step."""

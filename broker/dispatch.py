@@ -9,10 +9,12 @@ then kept in `next_ready`.
 
 from __future__ import annotations
 
+import sqlite3
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from ajq.broker import lifecycle
+from ajq.broker.errors import DispatchFailed
 from ajq.broker.leases import Lease
 from ajq.broker.registry import WorkerState
 from ajq.broker.store import ReadyTask, TaskBrief
@@ -54,9 +56,14 @@ def _serve(b: Broker, worker: WorkerState, eligible: list[str], budget: int, now
     queue found drained), so the caller's loop always ends."""
     progress = False
     for queue, n in _shares(worker, eligible, budget, b).items():
-        rows = b.store.ready_tasks(queue, now.wall, n)
-        live, results = _with_results(b, queue, _expire_late(b, queue, rows, now), now)
-        _lease(b, queue, live, results, worker, now)
+        try:
+            rows = b.store.ready_tasks(queue, now.wall, n)
+            live, results = _with_results(b, queue, _expire_late(b, queue, rows, now), now)
+            _lease(b, queue, live, results, worker, now)
+        except sqlite3.Error:
+            raise  # the database itself: the whole step rolls back
+        except Exception as exc:
+            raise DispatchFailed(queue) from exc
         progress = progress or bool(rows)
         if len(rows) < n:  # drained: nothing more is ready in this queue now
             b.dirty.discard(queue)

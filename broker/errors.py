@@ -11,5 +11,14 @@ class BrokerConfigError(AjbrokerError):
     """A setting is invalid; the message names the setting and what it accepts."""
 
 
+class DispatchFailed(AjbrokerError):
+    """Handing out one queue's tasks failed (a bug, or a row the broker cannot read): that queue
+    waits a moment and the others go on."""
+
+    def __init__(self, queue: str) -> None:
+        super().__init__(f"dispatch of queue {queue!r} failed")
+        self.queue = queue
+
+
 class StoreError(AjbrokerError):
     """The database cannot be opened or written (disk full, permissions, a corrupt file)."""

@@ -32,6 +32,13 @@ class Events:
         }
         self.pending.append(msgpack.packb(event))
 
+    def mark(self) -> int:
+        """A point to come back to with `drop_since` if what follows is undone."""
+        return len(self.pending)
+
+    def drop_since(self, mark: int) -> None:
+        del self.pending[mark:]
+
     def take(self) -> list[bytes]:
         out, self.pending = self.pending, []
         return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -558,3 +559,65 @@ def test_idle_queues_cost_no_query_and_ended_tasks_are_trimmed_when_due(rig: Rig
         assert rig.store.get_task(t["id"]) is None
     finally:
         rig.store.db.set_trace_callback(None)
+
+
+def test_a_step_whose_begin_fails_costs_that_step_only(rig: Rig, tmp_path: Path) -> None:
+    # Given another process holding the database's write lock (a backup script, an operator's shell).
+    rig.store.db.execute("PRAGMA busy_timeout=50")
+    other = sqlite3.connect(tmp_path / "core.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    # When a step cannot BEGIN, Then its request gets INTERNAL naming the cause, and the broker goes on.
+    out = rig.step((C, Kind.SUBMIT, {"queue": "Q", "tasks": [{"type": "t", "payload": encode_value(1)}]}))
+    assert [(f.kind, f.body["code"]) for _, f in out] == [(Kind.ERROR, ErrorCode.INTERNAL)]
+    assert "locked" in out[0][1].body["message"]
+    other.execute("ROLLBACK")
+    other.close()
+    # And once the lock is gone, the next step is applied, with nothing of the failed one.
+    assert len(rig.submit("Q", 1)) == 1
+    assert rig.broker.counts["Q"]["new"] == 1
+
+
+def test_a_queue_whose_dispatch_fails_waits_while_the_others_are_served(rig: Rig, tmp_path: Path) -> None:
+    # Given a task in queue A whose stored row cannot be read (its parents list is not msgpack).
+    [(_, reply)] = rig.step((C, Kind.SUBMIT, {"queue": "P", "tasks": [{"type": "t", "payload": encode_value(0)}]}))
+    [parent] = reply.body["data"]["ids"]
+    (t,) = delivered(rig.hello(W2, ["P"], 1), W2)
+    rig.step((W2, Kind.RESULTS, {"results": [{"id": t["id"], "token": t["token"], "outcome": "complete"}]}))
+    child = {"type": "t", "payload": encode_value(0), "depends_on": [parent], "load_results": True}
+    rig.step((C, Kind.QUEUE_PAUSE, {"name": "A"}), (C, Kind.SUBMIT, {"queue": "A", "tasks": [child]}))
+    with sqlite3.connect(tmp_path / "core.db") as db:
+        db.execute("UPDATE tasks SET parents = x'c1' WHERE queue = 'A'")
+    rig.submit("B", 3)
+    rig.step((C, Kind.QUEUE_RESUME, {"name": "A"}))
+    # When a worker serving A first, then B, asks for work (and a GET arrives in the same step).
+    out = rig.hello(W1, ["A", "B"], 4) + rig.step((C, Kind.GET, {"id": parent}))
+    out += rig.step()
+    # Then the request is answered, B's tasks are handed out, and A's waits (the broker is serving).
+    assert any(f.kind is Kind.REPLY and f.body["data"].get("id") == parent for _, f in out)
+    assert sorted(t["queue"] for t in delivered(out, W1)) == ["B", "B", "B"]
+    assert rig.broker.counts["A"]["new"] == 1 and rig.broker.counts["B"]["active"] == 3
+    # And once the row is mended, A is tried again after the hold and its task goes out.
+    with sqlite3.connect(tmp_path / "core.db") as db:
+        db.execute("UPDATE tasks SET parents = ? WHERE queue = 'A'", (encode_value([parent]),))
+    rig.advance(1.1)
+    (late,) = delivered(rig.step(), W1)
+    assert late["queue"] == "A" and parent in late["dependency_results"]
+
+
+def test_failing_timers_are_undone_and_logged_and_the_broker_serves(rig: Rig, tmp_path: Path) -> None:
+    # Given a schedule whose stored expression was damaged, read by a restarted broker.
+    body = {"name": "bad", "cron": "* * * * *", "type": "r", "payload": encode_value(1), "queue": "Q"}
+    rig.step((C, Kind.CRON_ADD, body))
+    with sqlite3.connect(tmp_path / "core.db") as db:
+        db.execute("UPDATE schedules SET cron = 'not a cron'")
+    rig.broker = Broker(rig.store, rig.broker.config, rig.now)
+    # When it falls due, Then firing it fails, nothing of it is kept, and a submit in the step is applied.
+    rig.advance(61)
+    assert len(rig.submit("Q", 1)) == 1
+    assert rig.broker.counts["Q"]["new"] == 1
+    assert rig.store.state_counts() == {("Q", "new"): 1}
+    # And the broker goes on serving: the next steps answer, the timers wait their hold, then retry.
+    assert len(rig.submit("Q", 1)) == 1
+    rig.advance(1.1)
+    assert len(rig.submit("Q", 1)) == 1
+    assert rig.broker.counts["Q"]["new"] == 3 == sum(rig.store.state_counts().values())
