@@ -11,7 +11,7 @@ import logging
 import secrets
 import sqlite3
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +26,7 @@ from ajq.broker.registry import Registry
 from ajq.broker.retention import Retention
 from ajq.broker.store import QueueRow, ScheduleRow, Store
 from ajq.broker.waiters import Waiters
-from ajq.protocol import ErrorCode, Kind, Limits, ProtocolError, decode, encode
+from ajq.protocol import ErrorCode, Frame, Kind, Limits, ProtocolError, decode, encode
 from ajq.protocol.clock import Now
 from ajq.protocol.codec import peek_corr
 from ajq.protocol.defaults import DEFAULT_QUEUE
@@ -35,7 +35,9 @@ from ajq.protocol.messages import check_body
 log = logging.getLogger("ajq.broker")
 
 HOLD_S = 1.0  # a failed phase of the step waits this long before it is tried again
-HANDLERS = {**client_api.HANDLERS, **admin_api.HANDLERS, **worker_api.HANDLERS}
+STEP_ROWS = 2  # a step takes messages until their batches hold this many full batches of items
+Handler = Callable[["Broker", bytes, Frame, Now], None]
+HANDLERS: dict[Kind, Handler] = {**client_api.HANDLERS, **admin_api.HANDLERS, **worker_api.HANDLERS}
 
 
 class Broker:
@@ -62,6 +64,7 @@ class Broker:
         self.finished: list[str] = []
         self.unsent: list[tuple[bytes, list[str]]] = []  # deliveries the socket refused: hand back
         self.held: dict[str, float] = {}  # a phase of the step that failed -> mono time to try it again
+        self.dispatch_more = False  # dispatch stopped at its per-step bound: step again at once
         self.held_queues: dict[str, float] = {}  # a queue whose dispatch failed -> mono time to try again
         self._next_heartbeat = now.mono
         self.retention = Retention()
@@ -97,17 +100,25 @@ class Broker:
 
     # -- the step -----------------------------------------------------------------------------
 
-    def step(self, inbox: list[list[bytes]], now: Now) -> list[Outgoing]:
-        """Apply every message of `inbox` ([routing id, frames...] each) and the timers due."""
+    def step(self, inbox: Iterable[list[bytes]], now: Now) -> list[Outgoing]:
+        """Apply the messages of `inbox` ([routing id, frames...] each) and the timers due.
+
+        It takes messages until their batches hold STEP_ROWS items: the rest stay in `inbox` (the
+        socket) for the next step, so one step writes a bounded number of rows and stays short."""
         self._replies = []
         self.deliveries = {}
         self.finished = []
         self.waiters.begin_step()
         cancelling, unsent = set(self.cancelling), list(self.unsent)  # restored if the step rolls back
+        messages, taken = iter(inbox), []
         try:
             self.store.begin()
-            for msg in inbox:
-                self.handle(msg[0], msg[1:], now)
+            rows = 0
+            for msg in messages:
+                taken.append(msg)
+                rows += self.handle(msg[0], msg[1:], now)
+                if rows >= STEP_ROWS * self.limits.max_batch:
+                    break
             self._hand_back_unsent(now)
             self._guarded("timers", self.tick, now)
             self._guarded("dispatch", self._dispatch, now)
@@ -117,7 +128,8 @@ class Broker:
             self.store.rollback()
             self.cancelling, self.unsent = cancelling, unsent
             self.waiters.undo_step()
-            return self._after_rollback(exc, inbox, now)
+            taken.extend(messages)  # what this step would have read is answered now, not failed again one by one
+            return self._after_rollback(exc, taken, now)
         return self._outgoing(now)
 
     def _dispatch(self, now: Now) -> None:
@@ -129,7 +141,7 @@ class Broker:
                 del self.held_queues[queue]
                 self.dirty.add(queue)
         try:
-            dispatch(self, now)
+            self.dispatch_more = dispatch(self, now, self.limits.max_batch)
         except DispatchFailed as exc:
             self.held_queues[exc.queue] = now.mono + HOLD_S
             raise
@@ -156,17 +168,22 @@ class Broker:
             self._undo_deliveries()
             self.load(now)
 
-    def handle(self, ident: bytes, frames: list[bytes], now: Now) -> None:
+    def handle(self, ident: bytes, frames: list[bytes], now: Now) -> int:
+        """Apply one message; return its weight for the step's bound (the items of its batch, or 1)."""
         try:
             frame = decode(frames, self.limits, validate=False)
         except ProtocolError as exc:
             self.reply_error(ident, peek_corr(frames[-1]) if frames else 0, exc)
-            return
+            return 1
         handler = HANDLERS.get(frame.kind)
         if handler is None:
             msg = f"the broker does not accept '{frame.kind.value}' messages; it only sends them"
             self.reply_error(ident, frame.corr, ProtocolError(ErrorCode.UNKNOWN_KIND, msg))
-            return
+            return 1
+        self._apply(handler, ident, frame, now)
+        return _weight(frame)
+
+    def _apply(self, handler: Handler, ident: bytes, frame: Frame, now: Now) -> None:
         known = len(self.queues)
         try:
             check_body(frame.kind, frame.body, self.limits)
@@ -209,6 +226,8 @@ class Broker:
     def wake_in(self, now: Now) -> float:
         """Seconds until the next timer is due (0: work to do now)."""
         times = [self._next_heartbeat - now.mono, self.next_trim - now.mono]
+        if self.dispatch_more:
+            return 0.0
         times += [until - now.mono for until in (*self.held.values(), *self.held_queues.values()) if until > now.mono]
         for mono in (self.leases.next_expiry(), self.waiters.next_expiry(), self.workers.next_departure()):
             if mono is not None:
@@ -348,6 +367,16 @@ class Broker:
             log.warning("%s: %d of its tasks go back", why, len(leases))
         for lease in leases:
             lifecycle.fail(self, lease, why, 0.0, now)
+
+
+def _weight(frame: Frame) -> int:
+    body = frame.body
+    if isinstance(body, dict):
+        for field in ("tasks", "results", "leases"):
+            items = body.get(field)
+            if isinstance(items, list):
+                return max(1, len(items))
+    return 1
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,16 +25,25 @@ if TYPE_CHECKING:
     from ajq.broker.core import Broker
 
 
-def dispatch(b: Broker, now: Now) -> None:
+def dispatch(b: Broker, now: Now, most: int) -> bool:
     """Two passes: first a task for every idle process of every worker, then prefetch credit,
-    so a queue with little room runs its tasks rather than parking them in one worker's buffer."""
+    so a queue with little room runs its tasks rather than parking them in one worker's buffer.
+
+    At most `most` leases in one step; True if it stopped there (the rest go at the next step)."""
+    left = most
     for prefetch in (False, True):
         for worker in b.workers.with_credit():
             while b.dirty and worker.credit > 0:
+                if left <= 0:
+                    return True
                 budget = worker.credit if prefetch else min(worker.credit, worker.procs - len(worker.running))
+                budget = min(budget, left)
                 eligible = [q for q in worker.queues if q in b.dirty and _open(b, q) and _room(b, q) > 0]
+                credit = worker.credit
                 if budget <= 0 or not eligible or not _serve(b, worker, eligible, budget, now):
                     break
+                left -= credit - worker.credit
+    return False
 
 
 def _open(b: Broker, queue: str) -> bool:

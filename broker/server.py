@@ -9,7 +9,7 @@ import contextlib
 import logging
 import signal
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import zmq
 
@@ -78,7 +78,7 @@ class Server:
 
     def turn(self) -> None:
         """One iteration: every message waiting (up to a cap), one transaction, all the sends."""
-        inbox = self.read_inbox()
+        inbox = self.inbox()
         out = self.broker.step(inbox, self.clock.now())
         send = self.sock.send_multipart
         for msg in out:
@@ -91,21 +91,20 @@ class Server:
             with contextlib.suppress(zmq.Again):
                 self.pub.send_multipart([b"task", event], zmq.NOBLOCK)
 
-    def read_inbox(self) -> list[list[bytes]]:
-        """The messages waiting, up to the step's cap in messages and in bytes (one message always)."""
-        inbox: list[list[bytes]] = []
+    def inbox(self) -> Iterator[list[bytes]]:
+        """The messages waiting, read one by one as the step takes them, up to the step's cap in
+        messages and in bytes (one message always); what the step leaves waits in the socket."""
         recv = self.sock.recv_multipart
         left = self.config.max_step_bytes
         for _ in range(self.config.max_batch_messages):
             try:
                 msg = recv(zmq.NOBLOCK)
             except zmq.Again:
-                break
-            inbox.append(msg)
+                return
+            yield msg
             left -= sum(len(part) for part in msg)
             if left <= 0:
-                break
-        return inbox
+                return
 
     def _count_subscribers(self) -> None:
         """XPUB hands us each subscription change: first byte 1 to join, 0 to leave."""

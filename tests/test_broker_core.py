@@ -12,7 +12,7 @@ import pytest
 from ajq.broker.config import BrokerConfig
 from ajq.broker.core import Broker, Outgoing
 from ajq.broker.store import Store
-from ajq.protocol import ErrorCode, Frame, Kind, decode, encode, encode_value
+from ajq.protocol import ErrorCode, Frame, Kind, Limits, decode, encode, encode_value
 from ajq.protocol.clock import Now
 
 W1, W2, C = b"w1", b"w2", b"\x00client"
@@ -621,3 +621,20 @@ def test_failing_timers_are_undone_and_logged_and_the_broker_serves(rig: Rig, tm
     rig.advance(1.1)
     assert len(rig.submit("Q", 1)) == 1
     assert rig.broker.counts["Q"]["new"] == 3 == sum(rig.store.state_counts().values())
+
+
+def test_one_step_builds_a_bounded_number_of_rows(rig: Rig) -> None:
+    # Given a broker whose batches hold at most 5 items (so a step takes about 2 batches' worth).
+    rig.broker.limits = Limits(max_batch=5)
+    tasks = [{"type": "t", "payload": encode_value(i)} for i in range(5)]
+    inbox = iter([[C, encode(Kind.SUBMIT, i + 1, {"queue": "Q", "tasks": tasks})] for i in range(4)])
+    # When four full SUBMITs wait, Then one step takes two of them and leaves two waiting.
+    rig.broker.step(inbox, rig.now)
+    assert rig.broker.counts["Q"]["new"] == 10
+    assert len(list(inbox)) == 2
+    # And dispatch leases at most one batch per step, and asks to step again at once while more is ready.
+    out = rig.hello(W1, ["Q"], 10)
+    assert len(delivered(out, W1)) == 5
+    assert rig.broker.wake_in(rig.now) == 0.0
+    assert len(delivered(rig.step(), W1)) == 5
+    assert rig.broker.counts["Q"]["active"] == 10
