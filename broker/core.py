@@ -103,8 +103,8 @@ class Broker:
     def step(self, inbox: Iterable[list[bytes]], now: Now) -> list[Outgoing]:
         """Apply the messages of `inbox` ([routing id, frames...] each) and the timers due.
 
-        It takes messages until their batches hold STEP_ROWS items: the rest stay in `inbox` (the
-        socket) for the next step, so one step writes a bounded number of rows and stays short."""
+        It takes messages until their batches hold STEP_ROWS full batches of items: the rest stay in
+        `inbox` for the next step, so one step writes a bounded number of rows and stays short."""
         self._replies = []
         self.deliveries = {}
         self.finished = []

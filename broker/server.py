@@ -9,7 +9,7 @@ import contextlib
 import logging
 import signal
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import zmq
 
@@ -49,6 +49,7 @@ class Server:
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
         self._stopping = False
+        self._carry: list[list[bytes]] = []  # messages read but left by the step's row bound
 
     def stop(self, *_: object) -> None:
         self._stopping = True
@@ -68,7 +69,7 @@ class Server:
             on_ready(self.endpoint)
         try:
             while not self._stopping:
-                timeout_ms = self.broker.wake_in(self.clock.now()) * 1000
+                timeout_ms = 0.0 if self._carry else self.broker.wake_in(self.clock.now()) * 1000
                 poller.poll(max(0, int(timeout_ms + 0.999)))
                 self._drain_wakeup()
                 self._count_subscribers()
@@ -78,8 +79,9 @@ class Server:
 
     def turn(self) -> None:
         """One iteration: every message waiting (up to a cap), one transaction, all the sends."""
-        inbox = self.inbox()
-        out = self.broker.step(inbox, self.clock.now())
+        inbox = iter(self.read_inbox())
+        out = self.broker.step(inbox, self.clock.now())  # the clock is read after the messages
+        self._carry = list(inbox)  # what the step's row bound left for the next turn
         send = self.sock.send_multipart
         for msg in out:
             try:
@@ -91,20 +93,20 @@ class Server:
             with contextlib.suppress(zmq.Again):
                 self.pub.send_multipart([b"task", event], zmq.NOBLOCK)
 
-    def inbox(self) -> Iterator[list[bytes]]:
-        """The messages waiting, read one by one as the step takes them, up to the step's cap in
-        messages and in bytes (one message always); what the step leaves waits in the socket."""
+    def read_inbox(self) -> list[list[bytes]]:
+        """What the last step left, then the messages waiting, up to the step's cap in messages and
+        in bytes (one message always)."""
+        inbox, self._carry = self._carry, []
         recv = self.sock.recv_multipart
-        left = self.config.max_step_bytes
-        for _ in range(self.config.max_batch_messages):
+        left = self.config.max_step_bytes - sum(len(part) for msg in inbox for part in msg)
+        while len(inbox) < self.config.max_batch_messages and left > 0:
             try:
                 msg = recv(zmq.NOBLOCK)
             except zmq.Again:
-                return
-            yield msg
+                break
+            inbox.append(msg)
             left -= sum(len(part) for part in msg)
-            if left <= 0:
-                return
+        return inbox
 
     def _count_subscribers(self) -> None:
         """XPUB hands us each subscription change: first byte 1 to join, 0 to leave."""

@@ -10,7 +10,7 @@ import zmq
 
 from ajq.broker.config import BrokerConfig
 from ajq.broker.server import Server
-from ajq.protocol import Kind, encode
+from ajq.protocol import Kind, Limits, decode, encode, encode_value
 
 
 @pytest.fixture
@@ -36,6 +36,28 @@ def test_one_step_reads_no_more_than_its_byte_cap(server: Server) -> None:
         for _ in range(5):
             dealer.send(big)
         # When the loop reads its inbox, Then each step stops once past 2.5 MB: 3 then 2 messages.
-        assert [len(list(server.inbox())) for _ in range(3)] == [3, 2, 0]
+        assert [len(server.read_inbox()) for _ in range(3)] == [3, 2, 0]
+    finally:
+        dealer.close(0)
+
+
+@pytest.mark.timeout(30)
+def test_messages_past_the_row_bound_go_first_at_the_next_turn(server: Server) -> None:
+    # Given four full SUBMITs waiting, with batches of at most 5 (a step takes 2 batches' worth).
+    server.broker.limits = Limits(max_batch=5)
+    dealer = server.ctx.socket(zmq.DEALER)
+    dealer.setsockopt(zmq.LINGER, 0)
+    dealer.connect("inproc://broker")
+    tasks = [{"type": "t", "payload": encode_value(i)} for i in range(5)]
+    try:
+        for corr in range(1, 5):
+            dealer.send(encode(Kind.SUBMIT, corr, {"queue": "Q", "tasks": tasks}))
+        # When the loop turns, Then each turn applies two of them, in the order they came.
+        server.turn()
+        assert server.broker.counts["Q"]["new"] == 10
+        server.turn()
+        assert server.broker.counts["Q"]["new"] == 20
+        replies = [decode([dealer.recv()]) for _ in range(4)]
+        assert [f.corr for f in replies] == [1, 2, 3, 4]
     finally:
         dealer.close(0)
