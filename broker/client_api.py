@@ -159,7 +159,7 @@ def queue_info_request(b: Broker, ident: bytes, frame: Frame, now: Now) -> None:
 def queue_configure(b: Broker, ident: bytes, frame: Frame, now: Now) -> None:
     body = frame.body
     old = b.queue(body["name"], now)
-    keys = ("max_concurrent", "max_run_time_s", "max_tries", "retention_s", "dead_max", "dead_retention_s")
+    keys = ("max_concurrent", "max_run_time_s", "max_tries", "retention_s", "dead_max", "dead_retention_s", "backoff_s")
     changes = {k: body[k] for k in keys if k in body}
     new = replace(old, **changes)
     b.store.put_queue(new)
@@ -198,6 +198,7 @@ def queue_info(b: Broker, q: QueueRow) -> dict[str, Any]:
         "retention_s": q.retention_s,
         "dead_max": q.dead_max,
         "dead_retention_s": q.dead_retention_s,
+        "backoff_s": q.backoff_s,
         "counts": {state: n for state, n in counts.items() if n},
         "workers": sum(1 for w in b.workers if q.name in w.queues),
     }

@@ -24,6 +24,9 @@ class QueueDefaults:
     retention_s: float = DAY_S  # how long complete (and other ended) tasks keep their results
     dead_max: int = 10_000  # asynq's archive cap
     dead_retention_s: float = 90 * DAY_S
+    backoff_s: float = (
+        1.0  # a try that ended without an answer (lost worker, lease ran out) waits this, doubled per try
+    )
 
 
 # asyncjobs' implicit queue (DEFAULT_QUEUE), and what any other queue gets when first named.

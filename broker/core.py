@@ -211,7 +211,7 @@ class Broker:
             run_time = self.queues[lease.queue].max_run_time_s if lease.queue in self.queues else 0
             worker = lease.worker.decode(errors="replace")
             error = f"lease expired: no answer from worker {worker!r} within max_run_time ({run_time:g}s)"
-            lifecycle.fail(self, lease, error, 0.0, now)
+            lifecycle.fail_unanswered(self, lease, error, now)
         for task_id, w in self.waiters.expired(now.mono):
             msg = f"task {task_id} did not end within the wait; call wait() again or get() its state"
             self.reply_error(w.ident, w.corr, ProtocolError(ErrorCode.TIMEOUT, msg))
@@ -252,7 +252,7 @@ class Broker:
             d = DEFAULT_QUEUE_LIMITS if name == DEFAULT_QUEUE else NEW_QUEUE_LIMITS
             q = QueueRow(
                 name, d.max_concurrent, d.max_run_time_s, d.max_tries, False, now.wall,
-                d.retention_s, d.dead_max, d.dead_retention_s,
+                d.retention_s, d.dead_max, d.dead_retention_s, d.backoff_s,
             )  # fmt: skip
             self.store.put_queue(q)
             self.queues[name] = q
@@ -366,7 +366,7 @@ class Broker:
         if leases:
             log.warning("%s: %d of its tasks go back", why, len(leases))
         for lease in leases:
-            lifecycle.fail(self, lease, why, 0.0, now)
+            lifecycle.fail_unanswered(self, lease, why, now)
 
 
 def _weight(frame: Frame) -> int:

@@ -14,6 +14,8 @@ from ajq.protocol.states import CANCELLED_ERROR, TaskState
 if TYPE_CHECKING:
     from ajq.broker.core import Broker
 
+MAX_BACKOFF_S = 600.0  # the longest wait fail_unanswered gives a try
+
 
 def end_lease(b: Broker, lease: Lease) -> None:
     b.leases.pop(lease.task_id)
@@ -47,6 +49,15 @@ def fail(b: Broker, lease: Lease, error: str, retry_in_s: float, now: Now) -> No
     b.move(lease.queue, TaskState.ACTIVE, TaskState.RETRY)
     b.wake_queue(lease.queue, ready_at, now)
     b.events.emit(lease.task_id, lease.queue, lease.type, TaskState.RETRY, lease.tries, error, now.wall)
+
+
+def fail_unanswered(b: Broker, lease: Lease, error: str, now: Now) -> None:
+    """A try that ended with no answer (its worker lost, its lease run out): the worker whose retry
+    policy would apply is gone, so the queue's backoff does, doubling per try up to MAX_BACKOFF_S.
+    A task that kills whatever runs it then waits longer each time instead of felling worker after worker."""
+    q = b.queues.get(lease.queue)
+    base = q.backoff_s if q is not None else 0.0
+    fail(b, lease, error, min(MAX_BACKOFF_S, base * 2 ** max(0, min(lease.tries - 1, 32))), now)
 
 
 def release(b: Broker, lease: Lease, now: Now) -> None:

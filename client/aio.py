@@ -127,11 +127,12 @@ class AsyncClient:
         retention: float | None = None,
         dead_max: int | None = None,
         dead_retention: float | None = None,
+        backoff: float | None = None,
         timeout: float | None = None,
     ) -> QueueInfo:
         call = calls.configure_queue(
             name, max_concurrent=max_concurrent, max_run_time=max_run_time, max_tries=max_tries,
-            retention=retention, dead_max=dead_max, dead_retention=dead_retention,
+            retention=retention, dead_max=dead_max, dead_retention=dead_retention, backoff=backoff,
         )  # fmt: skip
         return await self._run(call, timeout)
 

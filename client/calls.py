@@ -243,6 +243,7 @@ QUEUE_LIMITS: dict[str, tuple[str, Callable[[object], str | None], str]] = {
     "retention": ("retention_s", lambda v: options.seconds_problem(v, zero_ok=True), "86400"),
     "dead_max": ("dead_max", lambda v: options.count_problem(v, minimum=0), "10000"),
     "dead_retention": ("dead_retention_s", lambda v: options.seconds_problem(v, zero_ok=True), "7776000"),
+    "backoff": ("backoff_s", lambda v: options.seconds_problem(v, zero_ok=True), "1"),
 }
 
 

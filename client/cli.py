@@ -92,6 +92,11 @@ def add_queue_commands(groups: Any) -> None:
     conf.add_argument("--retention", type=parse_duration, help="how long ended tasks are kept, e.g. 1d")
     conf.add_argument("--dead-max", type=count_or_zero, help="most dead tasks kept; the oldest go first")
     conf.add_argument("--dead-retention", type=parse_duration, help="how long dead tasks are kept, e.g. 90d")
+    conf.add_argument(
+        "--backoff",
+        type=parse_duration,
+        help="wait before retrying a try that got no answer (doubled per try), e.g. 5s",
+    )
     command(sub, "pause", queue_pause, "stop giving out the queue's tasks").add_argument("name")
     command(sub, "resume", queue_resume, "give out the queue's tasks again").add_argument("name")
     confirmable(command(sub, "purge", queue_purge, "delete the queue's waiting tasks")).add_argument("name")

@@ -132,6 +132,7 @@ def queue_configure(args: argparse.Namespace) -> int:
         q = c.configure_queue(
             args.name, max_concurrent=args.concurrent, max_run_time=args.run_time, max_tries=args.tries,
             retention=args.retention, dead_max=args.dead_max, dead_retention=args.dead_retention,
+            backoff=args.backoff,
         )  # fmt: skip
     return show_queue(q, args.json)
 

@@ -128,6 +128,7 @@ def queue_json(q: QueueInfo) -> dict[str, Any]:
         "retention_s": q.retention_s,
         "dead_max": q.dead_max,
         "dead_retention_s": q.dead_retention_s,
+        "backoff_s": q.backoff_s,
         "created_at": plain(q.created_at),
         "counts": {s: q.counts.get(s, 0) for s in STATES},
     }
@@ -178,6 +179,7 @@ def queue_pairs(q: QueueInfo) -> list[tuple[str, str]]:
         ("retention", format_duration(q.retention_s)),
         ("dead_max", str(q.dead_max)),
         ("dead_retention", format_duration(q.dead_retention_s)),
+        ("backoff", format_duration(q.backoff_s)),
         ("created_at", when(q.created_at)),
     ]
     counts = [(s, str(q.counts.get(s, 0))) for s in STATES]

@@ -144,12 +144,14 @@ class Client:
         retention: float | None = None,
         dead_max: int | None = None,
         dead_retention: float | None = None,
+        backoff: float | None = None,
         timeout: float | None = None,
     ) -> QueueInfo:
-        """Create or change a queue. Times in seconds; max_tries -1 means unlimited."""
+        """Create or change a queue. Times in seconds; max_tries -1 means unlimited. backoff: how long
+        a try that ended with no answer (its worker lost, its lease run out) waits, doubled per try."""
         call = calls.configure_queue(
             name, max_concurrent=max_concurrent, max_run_time=max_run_time, max_tries=max_tries,
-            retention=retention, dead_max=dead_max, dead_retention=dead_retention,
+            retention=retention, dead_max=dead_max, dead_retention=dead_retention, backoff=backoff,
         )  # fmt: skip
         return self._run(call, timeout)
 

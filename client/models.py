@@ -99,6 +99,7 @@ class QueueInfo:
     retention_s: float = 0.0
     dead_max: int = 0
     dead_retention_s: float = 0.0
+    backoff_s: float = 0.0
     counts: dict[str, int] = field(default_factory=dict)
 
     @classmethod
@@ -114,6 +115,7 @@ class QueueInfo:
             retention_s=d["retention_s"],
             dead_max=d["dead_max"],
             dead_retention_s=d["dead_retention_s"],
+            backoff_s=d.get("backoff_s", 0.0),
             counts=dict(d["counts"]),
         )
 

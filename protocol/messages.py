@@ -158,6 +158,7 @@ BODIES: dict[Kind, dict[str, FieldSpec]] = {
         "retention_s": (NUMBER, False, _non_negative),
         "dead_max": (int, False, _non_negative),
         "dead_retention_s": (NUMBER, False, _non_negative),
+        "backoff_s": (NUMBER, False, _non_negative),
     },
     Kind.WORKERS: {},
     Kind.INFO: {},

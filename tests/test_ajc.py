@@ -120,6 +120,7 @@ def test_queue_configure_then_view(broker: str, capsys: pytest.CaptureFixture[st
         "paused": False,
         "workers": 0,
         **{k: viewed[k] for k in ("retention_s", "dead_max", "dead_retention_s", "created_at")},  # the defaults
+        "backoff_s": 1.0,
         "counts": dict.fromkeys([s.value for s in TaskState], 0),
     }
     assert main(["--broker", broker, "queue", "view", "mail"]) == 0

@@ -78,7 +78,7 @@ def test_max_concurrent_bounds_leases_across_workers(rig: Rig) -> None:
 
 
 def test_expired_lease_is_a_failed_try_and_the_old_token_is_refused(rig: Rig) -> None:
-    rig.step((C, Kind.QUEUE_CONFIGURE, {"name": "Q", "max_run_time_s": 5.0, "max_tries": 2}))
+    rig.step((C, Kind.QUEUE_CONFIGURE, {"name": "Q", "max_run_time_s": 5.0, "max_tries": 2, "backoff_s": 0.0}))
     [task_id] = rig.submit("Q", 1)
     [first] = delivered(rig.hello(W1, ["Q"], 2), W1)
     # When the lease (5 s + 1 s grace) runs out while the worker keeps beating.
@@ -427,20 +427,28 @@ def test_an_acknowledged_cancel_survives_a_broker_restart(rig: Rig, tmp_path: Pa
     assert rig.store.cancels() == []
 
 
-def test_a_schema_3_file_is_upgraded_in_place(tmp_path: Path) -> None:
-    import sqlite3
-
+@pytest.mark.parametrize("version", [3, 4])
+def test_an_older_schema_file_is_upgraded_in_place(tmp_path: Path, version: int) -> None:
+    # Given a file as schema 3 (no cancels table, no queues.backoff_s) or 4 (no backoff_s) left it.
     path = tmp_path / "old.db"
     Store(str(path)).close()
     db = sqlite3.connect(path)
-    db.execute("DROP TABLE cancels")
-    db.execute("PRAGMA user_version=3")
+    if version == 3:
+        db.execute("DROP TABLE cancels")
+    db.execute("ALTER TABLE queues DROP COLUMN backoff_s")
+    db.execute(
+        "INSERT INTO queues (name, max_concurrent, max_run_time_s, max_tries, created_at, retention_s, dead_max, "
+        "dead_retention_s) VALUES ('q', 1, 60, 1, 0, 60, 1, 60)"
+    )
+    db.execute(f"PRAGMA user_version={version}")
     db.commit()
     db.close()
+    # When this version opens it, Then it is brought up to date, its queues with the default backoff.
     store = Store(str(path))
     try:
         assert store.cancels() == []
-        assert store.db.execute("PRAGMA user_version").fetchone()[0] == 4
+        assert store.db.execute("PRAGMA user_version").fetchone()[0] == 5
+        assert [q.backoff_s for q in store.queues()] == [1.0]
     finally:
         store.close()
 
@@ -638,3 +646,23 @@ def test_one_step_builds_a_bounded_number_of_rows(rig: Rig) -> None:
     assert rig.broker.wake_in(rig.now) == 0.0
     assert len(delivered(rig.step(), W1)) == 5
     assert rig.broker.counts["Q"]["active"] == 10
+
+
+def test_a_try_that_gets_no_answer_backs_off_doubling_per_try(rig: Rig) -> None:
+    # Given a queue whose unanswered tries back off 2 s, then 4 s (leases of 5 s + 1 s grace).
+    rig.step((C, Kind.QUEUE_CONFIGURE, {"name": "Q", "max_run_time_s": 5.0, "backoff_s": 2.0}))
+    [task_id] = rig.submit("Q", 1)
+    assert len(delivered(rig.hello(W1, ["Q"], 1), W1)) == 1
+    gaps = []
+    for _ in range(2):
+        # When a lease runs out with no answer, Then the task is given out again only after the backoff.
+        rig.advance(6.0)
+        assert delivered(rig.step((W1, Kind.HEARTBEAT, {}), (W1, Kind.CREDIT, {"n": 1})), W1) == []
+        waited = 0.0
+        while not delivered(rig.step((W1, Kind.HEARTBEAT, {})), W1):
+            rig.advance(0.5)
+            waited += 0.5
+        gaps.append(waited)
+    assert gaps == [2.0, 4.0]
+    row = rig.store.get_task(task_id)
+    assert row is not None and row.tries == 3

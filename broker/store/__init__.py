@@ -15,13 +15,14 @@ from ajq.broker.errors import StoreError
 from ajq.broker.store.graph import GraphSQL
 from ajq.broker.store.rows import ActiveTask, NewTask, QueueRow, ReadyTask, ScheduleRow, TaskBrief, TaskRow
 from ajq.broker.store.schedules import ScheduleSQL
-from ajq.broker.store.schema import SCHEMA, SCHEMA_VERSION, UPGRADES_FROM
+from ajq.broker.store.schema import ADDED_COLUMNS, SCHEMA, SCHEMA_VERSION, UPGRADES_FROM
 from ajq.broker.store.tasks import TaskSQL
 
 __all__ = ["ActiveTask", "NewTask", "QueueRow", "ReadyTask", "ScheduleRow", "Store", "TaskBrief", "TaskRow"]
 
 QUEUE_COLUMNS = (
-    "name, max_concurrent, max_run_time_s, max_tries, paused, created_at, retention_s, dead_max, dead_retention_s"
+    "name, max_concurrent, max_run_time_s, max_tries, paused, created_at, retention_s, dead_max, dead_retention_s, "
+    "backoff_s"
 )
 
 
@@ -34,7 +35,7 @@ class Store(TaskSQL, GraphSQL, ScheduleSQL):
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute(f"PRAGMA synchronous={synchronous}")
             self.db.execute("PRAGMA busy_timeout=5000")
-            self._check_version(path)
+            self._upgrade(self._check_version(path))
             self.db.executescript(SCHEMA)
             self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             if max_db_mb is not None:  # SQLite then answers SQLITE_FULL, exactly as on a full disk
@@ -44,8 +45,9 @@ class Store(TaskSQL, GraphSQL, ScheduleSQL):
             raise StoreError(f"cannot open the database {path!r}: {exc}; check the path and its permissions") from exc
         self.path = path
 
-    def _check_version(self, path: str) -> None:
-        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+    def _check_version(self, path: str) -> int | None:
+        """The file's schema version (None: a new file); refuse one this version cannot read."""
+        version: int = self.db.execute("PRAGMA user_version").fetchone()[0]
         has_tables = self.db.execute("SELECT count(*) FROM sqlite_master WHERE name = 'tasks'").fetchone()[0]
         if has_tables and version != SCHEMA_VERSION and version not in UPGRADES_FROM:
             self.db.close()
@@ -53,6 +55,16 @@ class Store(TaskSQL, GraphSQL, ScheduleSQL):
                 f"{path!r} was made by another version of ajq (schema {version}, this one reads {SCHEMA_VERSION}): "
                 "start with a new --db file"
             )
+        return version if has_tables else None
+
+    def _upgrade(self, version: int | None) -> None:
+        """Add the columns an older file lacks (its new tables come from the schema script)."""
+        if version is None:
+            return
+        for added_in, table, column in ADDED_COLUMNS:
+            have = {row[1] for row in self.db.execute(f"PRAGMA table_info({table})")}
+            if version < added_in and column.split()[0] not in have:
+                self.db.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
 
     def close(self) -> None:
         self.db.close()
@@ -90,9 +102,9 @@ class Store(TaskSQL, GraphSQL, ScheduleSQL):
 
     def put_queue(self, q: QueueRow) -> None:
         self.db.execute(
-            f"INSERT OR REPLACE INTO queues ({QUEUE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT OR REPLACE INTO queues ({QUEUE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (q.name, q.max_concurrent, q.max_run_time_s, q.max_tries, int(q.paused), q.created_at, q.retention_s,
-             q.dead_max, q.dead_retention_s),
+             q.dead_max, q.dead_retention_s, q.backoff_s),
         )  # fmt: skip
 
     def delete_queue(self, name: str) -> None:

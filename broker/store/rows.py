@@ -18,6 +18,7 @@ class QueueRow:
     retention_s: float  # complete, terminated, expired, unreachable tasks are kept this long
     dead_max: int  # dead tasks kept at most
     dead_retention_s: float
+    backoff_s: float = 1.0  # before a try that ended without an answer runs again; doubles per try
 
 
 @dataclass(frozen=True, slots=True)

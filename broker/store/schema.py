@@ -3,8 +3,10 @@ except the older versions `UPGRADES_FROM` lists, which the schema script below b
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 4
-UPGRADES_FROM = frozenset({3})  # 3 -> 4 only adds the cancels table (CREATE ... IF NOT EXISTS)
+SCHEMA_VERSION = 5
+UPGRADES_FROM = frozenset({3, 4})  # 4 adds the cancels table (CREATE ... IF NOT EXISTS); 5 queues.backoff_s
+# Columns added since a version: (version that added it, table, column definition), for ALTER TABLE.
+ADDED_COLUMNS = ((5, "queues", "backoff_s REAL NOT NULL DEFAULT 1.0"),)
 
 # Waiting states, as an OR of equalities: SQLite evaluates an IN list of three constants on every
 # insert into the partial index far more slowly (measured: 25% of the insert rate). Queries that
@@ -21,7 +23,8 @@ CREATE TABLE IF NOT EXISTS queues (
     created_at REAL NOT NULL,
     retention_s REAL NOT NULL,
     dead_max INTEGER NOT NULL,
-    dead_retention_s REAL NOT NULL
+    dead_retention_s REAL NOT NULL,
+    backoff_s REAL NOT NULL DEFAULT 1.0
 );
 CREATE TABLE IF NOT EXISTS tasks (
     seq INTEGER PRIMARY KEY,
