@@ -34,6 +34,11 @@ from ajq.protocol.messages import check_body
 
 log = logging.getLogger("ajq.broker")
 
+# Requests that write nothing to the database: a step that fails answers them again from the disk.
+READS = frozenset({
+    Kind.GET, Kind.WAIT, Kind.QUEUE_LIST, Kind.QUEUE_INFO, Kind.WORKERS, Kind.INFO, Kind.TASK_LIST,
+    Kind.CRON_LIST, Kind.CRON_GET, Kind.HEARTBEAT,
+})  # fmt: skip
 HOLD_S = 1.0  # a failed phase of the step waits this long before it is tried again
 STEP_ROWS = 2  # a step takes messages until their batches hold this many full batches of items
 Handler = Callable[["Broker", bytes, Frame, Now], None]
@@ -147,26 +152,35 @@ class Broker:
             raise
 
     def _guarded(self, name: str, phase: Callable[[Now], None], now: Now) -> None:
-        """Run one phase of the step alone: if it fails (not the database: that is the whole step),
-        its changes are undone, it is logged, and it waits HOLD_S while the requests go on."""
+        """Run one phase of the step alone: if it fails (a bug, a row it cannot read, a write the full
+        disk refused), its changes are undone, it is logged, and it waits HOLD_S while the requests
+        go on. Only a database error that ended the whole transaction fails the whole step."""
         if self.held.get(name, 0.0) > now.mono:
             return
         events, finished = self.events.mark(), len(self.finished)
         try:
             with self.store.savepoint():
                 phase(now)
-        except sqlite3.Error:
-            raise
+        except sqlite3.Error as exc:
+            if not self.store.db.in_transaction:
+                raise  # SQLite ended the whole transaction: the whole step rolls back
+            log.error("the broker's %s could not be written and was undone; tried again in %gs: %s", name, HOLD_S, exc)
+            self.held[name] = now.mono + HOLD_S
+            self._undo_phase(events, finished, now)
         except Exception as exc:
             cause = exc.__cause__ if isinstance(exc, DispatchFailed) and exc.__cause__ else exc
             what = str(exc) if isinstance(exc, DispatchFailed) else f"the broker's {name}"
             log.error("%s failed and was undone; tried again in %gs", what, HOLD_S, exc_info=cause)
             if not isinstance(exc, DispatchFailed):
                 self.held[name] = now.mono + HOLD_S
-            self.events.drop_since(events)
-            del self.finished[finished:]
-            self._undo_deliveries()
-            self.load(now)
+            self._undo_phase(events, finished, now)
+
+    def _undo_phase(self, events: int, finished: int, now: Now) -> None:
+        """Memory back to what the database holds after a phase's savepoint was rolled back."""
+        self.events.drop_since(events)
+        del self.finished[finished:]
+        self._undo_deliveries()
+        self.load(now)
 
     def handle(self, ident: bytes, frames: list[bytes], now: Now) -> int:
         """Apply one message; return its weight for the step's bound (the items of its batch, or 1)."""
@@ -184,7 +198,7 @@ class Broker:
         return _weight(frame)
 
     def _apply(self, handler: Handler, ident: bytes, frame: Frame, now: Now) -> None:
-        known = len(self.queues)
+        known, events, finished = len(self.queues), self.events.mark(), len(self.finished)
         try:
             check_body(frame.kind, frame.body, self.limits)
             with self.store.savepoint():
@@ -192,9 +206,20 @@ class Broker:
         except ProtocolError as exc:
             if len(self.queues) != known:  # a refused SUBMIT named a new queue: its row was rolled back
                 self.queues = {q.name: q for q in self.store.queues()}
+            self.events.drop_since(events)
             self.reply_error(ident, frame.corr, exc)
-        except sqlite3.Error:
-            raise  # the database itself failed: the whole step rolls back
+        except sqlite3.Error as exc:
+            if not self.store.db.in_transaction:
+                raise  # SQLite ended the whole transaction (I/O error, ...): the whole step rolls back
+            # A write of this request failed (a full disk): its savepoint is undone, the rest goes on,
+            # so reads and the requests that fit are still answered.
+            log.error("request %s could not be written, it alone was undone: %s", frame.kind.value, exc)
+            self.events.drop_since(events)
+            del self.finished[finished:]
+            self.load(now)
+            fix = "free disk space, then retry" if "full" in str(exc) else "retry"
+            msg = f"the broker could not write to its database ({exc}); nothing was changed: {fix}"
+            self.reply_error(ident, frame.corr, ProtocolError(ErrorCode.INTERNAL, msg))
         except Exception as exc:  # a bug must cost one request, never the broker
             log.exception("request %s failed; its changes were rolled back", frame.kind.value)
             self.load(now)
@@ -309,7 +334,9 @@ class Broker:
         return out
 
     def _after_rollback(self, exc: Exception, inbox: list[list[bytes]], now: Now) -> list[Outgoing]:
-        """Nothing of this step is on disk: every request gets INTERNAL, deliveries are undone."""
+        """Nothing of this step is on disk: every request that writes gets INTERNAL, deliveries are
+        undone, and the reads (and worker heartbeats, the lease bound's proof of contact) are
+        answered again from what is on disk, so a full disk never makes the broker unreadable."""
         if isinstance(exc, sqlite3.Error):
             log.error("the database refused this batch, nothing of it was applied: %s", exc)
             fix = "free disk space, then retry" if "full" in str(exc) else "retry"
@@ -318,19 +345,29 @@ class Broker:
             log.exception("the broker failed on this batch, nothing of it was applied")
             msg = f"the broker failed ({type(exc).__name__}: {exc}); nothing was changed: retry"
         internal = {"code": int(ErrorCode.INTERNAL), "message": msg}
-        refused = {(ident, corr) for ident, corr, kind, _ in self._replies if kind is Kind.ERROR}
-        replies = [r for r in self._replies if r[2] is Kind.ERROR]
-        replies += [(ident, corr, Kind.ERROR, internal) for ident, corr, kind, _ in self._replies if kind is Kind.REPLY]
-        answered = {(r[0], r[1]) for r in replies}
+        reads = [m for m in inbox if self._is_read(m)]
+        again = {(m[0], peek_corr(m[-1])) for m in reads}
+        done = [r for r in self._replies if (r[0], r[1]) not in again]
+        replies = [r for r in done if r[2] is Kind.ERROR]
+        replies += [(ident, corr, Kind.ERROR, internal) for ident, corr, kind, _ in done if kind is Kind.REPLY]
+        answered = {(r[0], r[1]) for r in replies} | again
         for msg_frames in inbox:
             ident, corr = msg_frames[0], peek_corr(msg_frames[-1])
-            if corr and (ident, corr) not in answered and (ident, corr) not in refused:
+            if corr and (ident, corr) not in answered:
                 replies.append((ident, corr, Kind.ERROR, internal))
         self._replies = replies
         self._undo_deliveries()
         self.events.take()
         self.load(now)
+        for m in reads:
+            self.handle(m[0], m[1:], now)
         return self._outgoing(now)
+
+    def _is_read(self, msg: list[bytes]) -> bool:
+        try:
+            return decode(msg[1:], self.limits, validate=False).kind in READS
+        except ProtocolError:
+            return False
 
     def _undo_deliveries(self) -> None:
         """Deliveries of an undone step or phase are not sent; their workers get the credit back."""

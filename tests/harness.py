@@ -145,9 +145,10 @@ class BrokerHandle:
         self.proc.stop()
 
 
-def start_broker(tmp: Path, *extra: str) -> BrokerHandle:
+def start_broker(tmp: Path, *extra: str, db: Path | None = None) -> BrokerHandle:
+    """Start `ajbroker` on free loopback ports and a database in `tmp` (or `db`), and wait until it answers."""
     endpoint = f"tcp://127.0.0.1:{free_port()}"
-    db = tmp / "ajq.db"
+    db = db or tmp / "ajq.db"
     events = f"tcp://127.0.0.1:{free_port()}"
     args = ["-m", "ajq.broker", "--bind", endpoint, "--events", events, "--db", str(db), "--heartbeat", "0.2",
             "--lease-grace", "0.5", *extra]  # fmt: skip

@@ -209,7 +209,7 @@ def test_a_delivery_that_could_not_be_sent_costs_no_try(rig: Rig) -> None:
     assert row is not None and (row.state, row.tries) == ("new", 0)
 
 
-def test_a_failing_database_answers_every_request_with_internal_and_changes_nothing(rig: Rig) -> None:
+def test_a_failing_database_refuses_the_writes_answers_the_reads_and_changes_nothing(rig: Rig) -> None:
     # Given a database that cannot grow (SQLite answers SQLITE_FULL, as on a full disk).
     pages = rig.store.db.execute("PRAGMA page_count").fetchone()[0]
     rig.store.db.execute(f"PRAGMA max_page_count = {pages}")
@@ -217,10 +217,14 @@ def test_a_failing_database_answers_every_request_with_internal_and_changes_noth
     out = rig.step(
         (C, Kind.SUBMIT, {"queue": "Q", "tasks": tasks}), (C, Kind.GET, {"id": "nope"}), (C, Kind.QUEUE_LIST, {})
     )
-    # Then each of the three requests gets one INTERNAL error (the batch is undone whole), no task was stored.
-    assert sorted(f.corr for _, f in out) == [rig.corr - 2, rig.corr - 1, rig.corr]
-    assert {f.body["code"] for _, f in out} == {ErrorCode.INTERNAL}
-    assert "free disk space" in out[0][1].body["message"]
+    # Then the step is undone whole: the submit gets INTERNAL, no task was stored, and the two reads
+    # are answered from what is on disk, each once.
+    by_corr = {f.corr: f for _, f in out}
+    assert sorted(by_corr) == [rig.corr - 2, rig.corr - 1, rig.corr] and len(out) == 3
+    submit, get, listed = by_corr[rig.corr - 2], by_corr[rig.corr - 1], by_corr[rig.corr]
+    assert submit.body["code"] == ErrorCode.INTERNAL and "free disk space" in submit.body["message"]
+    assert get.body["code"] == ErrorCode.UNKNOWN_TASK
+    assert listed.kind is Kind.REPLY and [q["name"] for q in listed.body["data"]] == ["DEFAULT"]
     assert rig.store.state_counts() == {}
     rig.store.db.execute("PRAGMA max_page_count = 1073741823")
     assert len(rig.submit("Q", 1)) == 1

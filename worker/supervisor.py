@@ -31,6 +31,7 @@ from ajq.worker.lease_bound import LEAD_S, Held, LeaseBound
 from ajq.worker.link import BrokerLink
 from ajq.worker.outcomes import Outcomes
 from ajq.worker.pool import Child, ErrorHandlerRuns, Extend, Pool
+from ajq.worker.resend import Resend
 from ajq.worker.retry import RetryPolicyProvider
 from ajq.worker.router import Router
 
@@ -53,6 +54,7 @@ class Supervisor:
         self.pool = Pool(config.procs, router, config.max_tasks_per_child, config.max_memory_per_child_mb)
         self.hooks = HookRunner()
         self.outcomes = Outcomes(router, retry, self.hooks)
+        self.resend = Resend()  # what the broker could not write, until its back-off has passed
         self.worker_id = f"{socket.gethostname()}-{os.getpid()}-{os.urandom(3).hex()}"
         self.mode = Mode.RUNNING
         self.buffer: deque[Held] = deque()  # delivered, not started yet
@@ -117,11 +119,15 @@ class Supervisor:
         self._enforce_deadlines(now)
         self._start_tasks(now)
         self.link.keep_in_touch(now, may_register=self.mode is not Mode.STOPPING)
+        for kind, items in self.resend.due(now):
+            self._requeue(kind, items)
         self._flush()
 
     def _timeout_ms(self, now: float) -> int:
         """Until the next timer: a heartbeat (or HELLO), a child's deadline, the shutdown deadline."""
         times = [self.link.next_timer(now, may_register=self.mode is not Mode.STOPPING)]
+        if (resend_at := self.resend.next_time()) is not None:
+            times.append(resend_at)
         times += [self.bound.supervisor_stop(c.deadline, c.fence) for c in self.pool.busy() if c.deadline is not None]
         if self._stop_deadline is not None and self.pool.busy():
             times.append(self._stop_deadline)
@@ -143,7 +149,7 @@ class Supervisor:
             elif frame.kind is Kind.REPLY:
                 self._on_reply(frame.corr, frame.body["data"])
             elif frame.kind is Kind.ERROR:
-                self._on_error(frame.corr, frame.body)
+                self._on_error(frame.corr, frame.body, now)
             elif frame.kind is Kind.CANCEL:
                 self._cancel(frame.body)
 
@@ -171,10 +177,11 @@ class Supervisor:
             return
         sent = self.link.unacked.pop(corr, None)
         if sent is not None:
+            self.resend.accepted()
             for task_id, _code, message in data["refused"]:
                 log.warning("broker refused the outcome of task %s: %s", task_id, message)
 
-    def _on_error(self, corr: int, body: dict[str, Any]) -> None:
+    def _on_error(self, corr: int, body: dict[str, Any], now: float) -> None:
         """Register again, resend refused outcomes, or log (a refused EXTEND included)."""
         code = body.get("code")
         extension = self.extensions.refused(corr, body.get("message"))
@@ -186,9 +193,10 @@ class Supervisor:
             return
         elif corr in self.link.unacked:
             kind, items = self.link.unacked.pop(corr)
-            if code == ErrorCode.INTERNAL:  # the broker could not write: nothing applied, send again
-                log.error("broker could not take %d outcomes (%s): will resend", len(items), body.get("message"))
-                self._requeue(kind, items)
+            if code == ErrorCode.INTERNAL:  # the broker could not write: nothing applied, send again later
+                wait = self.resend.refused(kind, items, now)
+                log.error("broker could not take %d outcomes (%s): resending in %.1fs", len(items),
+                          body.get("message"), wait)  # fmt: skip
             else:  # refused for good: sending the same thing again cannot help
                 log.error("broker refused %d outcomes for good: %s", len(items), body.get("message"))
         else:
@@ -417,11 +425,15 @@ class Supervisor:
     def _leave(self) -> None:
         """Wait (briefly) until the broker has taken every outcome and release, then say BYE."""
         deadline = time.monotonic() + self.config.ack_timeout_s
-        while (self.link.unacked or self.outcomes.pending or not self.hooks.idle()) and time.monotonic() < deadline:
+        while (self.link.unacked or self.outcomes.pending or self.resend or not self.hooks.idle()) and (
+            time.monotonic() < deadline
+        ):
+            for kind, items in self.resend.due(time.monotonic()):
+                self._requeue(kind, items)
             self._flush()
             if self.sock.poll(100, zmq.POLLIN):
                 self._read_broker(time.monotonic())
-        if self.link.unacked or self.outcomes.pending:
+        if self.link.unacked or self.outcomes.pending or self.resend:
             n = len(self.link.unacked)
             log.error("broker did not confirm %d messages before exit; their tasks will run again", n)
         self.link.send(Kind.BYE, {})

@@ -28,14 +28,16 @@ def record(what: str, task: Task) -> None:
 
 @router.handler("work")
 def work(task: Task) -> str:
-    """Works payload['s'] seconds (default 0), ticking, so a run that goes on is seen going on."""
+    """Works payload['s'] seconds (default 0), ticking, so a run that goes on is seen going on; its
+    result is payload['result_kb'] KB (default: a word)."""
     record("start", task)
-    until = time.monotonic() + float((task.payload or {}).get("s", 0))
+    payload = task.payload or {}
+    until = time.monotonic() + float(payload.get("s", 0))
     while time.monotonic() < until:
         time.sleep(min(TICK_S, max(0.0, until - time.monotonic())))
         record("tick", task)
     record("end", task)
-    return "done"
+    return "x" * (1024 * int(payload["result_kb"])) if "result_kb" in payload else "done"
 
 
 @router.handler("hang")
