@@ -16,7 +16,7 @@ import zmq
 from ajq.broker.config import BrokerConfig
 from ajq.broker.core import Broker
 from ajq.broker.store import Store
-from ajq.protocol.clock import Clock, SystemClock
+from ajq.protocol.clock import Clock, SteadyClock
 from ajq.protocol.limits import HARD_FRAME_BYTES
 
 log = logging.getLogger("ajq.broker")
@@ -27,7 +27,7 @@ class Server:
 
     def __init__(self, config: BrokerConfig, clock: Clock | None = None) -> None:
         self.config = config
-        self.clock = clock or SystemClock()
+        self.clock = clock or SteadyClock()
         self.store = Store(config.db, config.synchronous, config.max_db_mb)
         self.broker = Broker(self.store, config, self.clock.now())
         self.ctx = zmq.Context()
