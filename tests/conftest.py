@@ -10,6 +10,10 @@ import pytest
 from tests.harness import BrokerHandle, Proc, start_broker
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--soak", type=float, default=60.0, help="seconds the fault suite's nemesis runs (default 60)")
+
+
 @pytest.fixture
 def broker(tmp_path: Path) -> Iterator[BrokerHandle]:
     handle = start_broker(tmp_path)

@@ -36,3 +36,8 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     if own is not None:
         own.unlink(missing_ok=True)
         os.environ.pop(FIGURES_ENV, None)
+
+
+@pytest.fixture
+def soak_s(request: pytest.FixtureRequest) -> float:
+    return float(request.config.getoption("--soak"))
