@@ -20,6 +20,7 @@ if TYPE_CHECKING:  # the same names, for type checkers and editors
         ClientError,
         CronInfo,
         DuplicateTask,
+        Forbidden,
         InvalidArgument,
         InvalidRequest,
         QueueInfo,
@@ -71,6 +72,7 @@ __all__ = [
     "ClientError",
     "CronInfo",
     "DuplicateTask",
+    "Forbidden",
     "HardTimeout",
     "InvalidArgument",
     "InvalidRequest",
@@ -101,7 +103,8 @@ __all__ = [
 _PARTS = {
     "ajq.protocol": ("DEFAULT_QUEUE", "TaskState"),
     "ajq.client": (
-        "AsyncClient", "BrokerFailure", "Client", "ClientError", "CronInfo", "DuplicateTask", "InvalidArgument",
+        "AsyncClient", "BrokerFailure", "Client", "ClientError", "CronInfo", "DuplicateTask", "Forbidden",
+        "InvalidArgument",
         "InvalidRequest", "QueueInfo", "QueueNotFound", "RequestRefused", "RequestTimeout", "ScheduleNotFound",
         "Submitted", "TaskInfo", "TaskNotFound", "WaitTimeout", "WorkerInfo",
     ),

@@ -36,6 +36,13 @@ def parse(argv: list[str] | None) -> BrokerConfig:
         "--max-queues", type=options.count_arg(minimum=1, example="1000"), dest="max_queues",
         help="queues that may exist at once (default 1000)",
     )  # fmt: skip
+    p.add_argument(
+        "--curve-secret", help="the broker's NAME.key_secret: encrypt and authenticate (env AJQ_CURVE_SECRET)"
+    )
+    p.add_argument(
+        "--authorized-keys", help="DIR of admitted public keys in clients/, workers/, admin/ (env AJQ_AUTHORIZED_KEYS)"
+    )
+    p.add_argument("--insecure", action="store_true", help="listen beyond this host without keys (anyone may connect)")
     p.add_argument("--events", dest="events_bind", help="endpoint for task events (default: --bind port + 1)")
     p.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     args = p.parse_args(argv)
@@ -53,6 +60,9 @@ def parse(argv: list[str] | None) -> BrokerConfig:
         events_bind=args.events_bind,
         max_db_mb=args.max_db_mb,
         max_queues=args.max_queues,
+        curve_secret=args.curve_secret,
+        authorized_keys=args.authorized_keys,
+        insecure=args.insecure or None,
     )
 
 

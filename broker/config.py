@@ -47,6 +47,9 @@ class BrokerConfig:
     max_queues: int = 1000  # queues that may exist at once; naming one more is refused
     max_db_mb: int | None = None  # cap on the database file: past it writes fail as on a full disk
     events_bind: str | None = None  # PUB socket for task events; default: the --bind port + 1
+    curve_secret: str | None = None  # the broker's NAME.key_secret: CURVE on every socket
+    authorized_keys: str | None = None  # DIR with clients/, workers/, admin/ of public NAME.key files
+    insecure: bool = False  # allow listening beyond this host with no keys
 
     def __post_init__(self) -> None:
         if self.synchronous.upper() not in ("FULL", "NORMAL", "EXTRA", "OFF"):
@@ -64,8 +67,27 @@ class BrokerConfig:
         step = self.max_step_bytes
         _check("max_step_bytes", step, options.count_problem(step, minimum=1), str(64 * 1024 * 1024))
         _check("max_queues", self.max_queues, options.count_problem(self.max_queues, minimum=1), "1000")
+        self._check_security()
         if self.max_db_mb is not None:
             _check("max_db_mb", self.max_db_mb, options.count_problem(self.max_db_mb, minimum=1), "512")
+
+    def _check_security(self) -> None:
+        """Keys come as a pair; without them only this host may listen, unless `insecure`."""
+        if bool(self.curve_secret) != bool(self.authorized_keys):
+            raise BrokerConfigError(
+                "CURVE needs both --curve-secret broker.key_secret and --authorized-keys DIR "
+                "(env AJQ_CURVE_SECRET, AJQ_AUTHORIZED_KEYS)"
+            )
+        if self.curve_secret or self.insecure:
+            return
+        for where in (self.bind, self.events_bind or self.bind):
+            if not is_local(where):
+                raise BrokerConfigError(
+                    f"ajbroker would listen on {where} with no keys: anyone who can reach it could submit, cancel "
+                    "and delete tasks. Make keys (`ajc keygen broker`, `ajc keygen NAME` for each client and worker, "
+                    "their .key files in DIR/clients, DIR/workers, DIR/admin) and start with --curve-secret "
+                    "broker.key_secret --authorized-keys DIR, or pass --insecure"
+                )
 
     @property
     def silent_after_s(self) -> float:
@@ -91,9 +113,19 @@ class BrokerConfig:
         values: dict[str, object] = {
             "bind": endpoint(),
             "db": os.environ.get("AJQ_DB", DEFAULT_DB),
+            "curve_secret": os.environ.get("AJQ_CURVE_SECRET") or None,
+            "authorized_keys": os.environ.get("AJQ_AUTHORIZED_KEYS") or None,
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
+
+
+def is_local(endpoint: str) -> bool:
+    """Only this host can connect: ipc://, inproc://, or TCP on a loopback address."""
+    if endpoint.startswith(("ipc://", "inproc://")):
+        return True
+    host = endpoint.removeprefix("tcp://").rpartition(":")[0].strip("[]")
+    return host in ("localhost", "::1") or host.startswith("127.")
 
 
 def _check(name: str, value: object, problem: str | None, example: str) -> None:

@@ -13,11 +13,17 @@ from collections.abc import Callable
 
 import zmq
 
+from ajq.broker.access import Gatekeeper, role_of
 from ajq.broker.config import BrokerConfig
 from ajq.broker.core import Broker
+from ajq.broker.errors import BrokerConfigError
 from ajq.broker.store import Store
+from ajq.protocol import ErrorCode, Kind, encode
 from ajq.protocol.clock import Clock, SteadyClock
+from ajq.protocol.codec import peek_kind
+from ajq.protocol.curve import KeyFileError, KeyPair, load_secret
 from ajq.protocol.limits import HARD_FRAME_BYTES
+from ajq.protocol.roles import Role, refusal
 
 log = logging.getLogger("ajq.broker")
 
@@ -31,6 +37,7 @@ class Server:
         self.store = Store(config.db, config.synchronous, config.max_db_mb)
         self.broker = Broker(self.store, config, self.clock.now())
         self.ctx = zmq.Context()
+        self.gatekeeper = self._admit_keys(config)
         self.sock = self.ctx.socket(zmq.ROUTER)
         self.sock.setsockopt(zmq.ROUTER_MANDATORY, 1)  # an unknown peer raises instead of dropping
         self.sock.setsockopt(zmq.ROUTER_HANDOVER, 1)  # a worker that reconnects takes its id back
@@ -38,18 +45,40 @@ class Server:
         self.sock.setsockopt(zmq.SNDHWM, 100_000)
         self.sock.setsockopt(zmq.RCVHWM, 100_000)
         self.sock.setsockopt(zmq.MAXMSGSIZE, HARD_FRAME_BYTES)
+        self._curve_server(self.sock)
         self.sock.bind(config.bind)
         self.endpoint = self.sock.getsockopt_string(zmq.LAST_ENDPOINT)
         self.pub = self.ctx.socket(zmq.XPUB)  # XPUB: we see subscriptions, so no subscriber costs nothing
         self.pub.setsockopt(zmq.LINGER, 0)
         self.pub.setsockopt(zmq.SNDHWM, 10_000)  # a slow subscriber loses events; the broker never waits
+        self._curve_server(self.pub)
         self.pub.bind(config.events_endpoint)
         self.broker.events_endpoint = self.pub.getsockopt_string(zmq.LAST_ENDPOINT)
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
         self._stopping = False
-        self._carry: list[list[bytes]] = []  # messages read but left by the step's row bound
+        self._carry: list[list[bytes]] = []
+        self._keys: KeyPair | None  # messages read but left by the step's row bound
+
+    def _admit_keys(self, config: BrokerConfig) -> Gatekeeper | None:
+        """With keys configured: our pair, and the ZAP handler that admits the authorized keys."""
+        if not config.curve_secret or not config.authorized_keys:
+            self._keys = None
+            return None
+        try:
+            self._keys = load_secret(config.curve_secret)
+        except KeyFileError as exc:
+            raise BrokerConfigError(str(exc)) from None
+        gatekeeper = Gatekeeper(self.ctx, config.authorized_keys)
+        gatekeeper.start_admitting()
+        return gatekeeper
+
+    def _curve_server(self, sock: zmq.Socket[bytes]) -> None:
+        if self._keys is not None:
+            sock.curve_secretkey = self._keys.secret
+            sock.curve_publickey = self._keys.public
+            sock.curve_server = True
 
     def stop(self, *_: object) -> None:
         self._stopping = True
@@ -97,16 +126,32 @@ class Server:
         """What the last step left, then the messages waiting, up to the step's cap in messages and
         in bytes (one message always)."""
         inbox, self._carry = self._carry, []
-        recv = self.sock.recv_multipart
+        recv = self._recv_checked if self.gatekeeper is not None else self.sock.recv_multipart
         left = self.config.max_step_bytes - sum(len(part) for msg in inbox for part in msg)
         while len(inbox) < self.config.max_batch_messages and left > 0:
             try:
                 msg = recv(zmq.NOBLOCK)
             except zmq.Again:
                 break
-            inbox.append(msg)
-            left -= sum(len(part) for part in msg)
+            if msg:
+                inbox.append(msg)
+                left -= sum(len(part) for part in msg)
         return inbox
+
+    def _recv_checked(self, flags: int) -> list[bytes]:
+        """One message from an admitted key; one its role may not send is answered FORBIDDEN here
+        and never reaches the step (an empty list)."""
+        frames = self.sock.recv_multipart(flags, copy=False)
+        msg = [f.bytes for f in frames]
+        role = role_of(frames[-1].get("User-Id")) if len(frames) > 1 else Role.CLIENT
+        kind, corr = peek_kind(msg[-1]) if len(msg) == 2 else (None, 0)
+        problem = refusal(role, kind) if kind is not None else None
+        if problem is None:
+            return msg
+        error = encode(Kind.ERROR, corr, {"code": int(ErrorCode.FORBIDDEN), "message": problem})
+        with contextlib.suppress(zmq.ZMQError):
+            self.sock.send_multipart([msg[0], error], zmq.NOBLOCK)
+        return []
 
     def _count_subscribers(self) -> None:
         """XPUB hands us each subscription change: first byte 1 to join, 0 to leave."""
@@ -130,6 +175,8 @@ class Server:
     def close(self) -> None:
         self.sock.close(0)
         self.pub.close(0)
+        if self.gatekeeper is not None:
+            self.gatekeeper.stop()
         self.ctx.term()
         self.store.close()
         self._wake_r.close()

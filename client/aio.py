@@ -22,12 +22,18 @@ T = TypeVar("T")
 class AsyncClient:
     """`async with AsyncClient(endpoint) as c: await c.submit(...)`; concurrent calls are fine."""
 
-    def __init__(self, endpoint: str | None = None, *, timeout: float = 10.0) -> None:
+    def __init__(
+        self, endpoint: str | None = None, *, timeout: float = 10.0, curve_secret: str | None = None,
+        curve_server: str | None = None,
+    ) -> None:  # fmt: skip
         self.endpoint = defaults.endpoint(endpoint)
         self.timeout = calls.timeout_s("timeout", timeout)
+        keys = calls.curve_keys(curve_secret, curve_server)
         self._ctx = zmq.asyncio.Context()
         self._sock = self._ctx.socket(zmq.DEALER)
         self._sock.setsockopt(zmq.LINGER, 0)
+        if keys is not None:
+            keys.apply(self._sock)
         try:
             self._sock.connect(self.endpoint)
         except zmq.ZMQError as exc:

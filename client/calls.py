@@ -16,6 +16,7 @@ from typing import Any, Generic, TypeVar
 from ajq.client.errors import InvalidArgument
 from ajq.client.models import CronInfo, QueueInfo, Submitted, TaskInfo, WorkerInfo
 from ajq.protocol import Kind, encode_value, options
+from ajq.protocol.curve import ClientKeys, KeyFileError
 from ajq.protocol.limits import MAX_BATCH, MAX_PAYLOAD_BYTES
 
 BATCH_BYTES = 4 * 1024 * 1024  # a SUBMIT frame stays under half the broker's frame limit
@@ -305,3 +306,11 @@ def delete_cron(name: str) -> Call[None]:
 
 def _nothing(data: Any) -> None:
     return None
+
+
+def curve_keys(secret: str | None, server: str | None) -> ClientKeys | None:
+    """The CURVE keys a client connects with (None: plain), or InvalidArgument naming the file."""
+    try:
+        return ClientKeys.from_files(secret, server)
+    except KeyFileError as exc:
+        raise InvalidArgument(str(exc)) from None

@@ -23,6 +23,7 @@ from ajq.client.cli_commands import (
     cron_ls,
     cron_rm,
     cron_view,
+    keygen,
     queue_configure,
     queue_ls,
     queue_pause,
@@ -154,6 +155,9 @@ def add_other_commands(groups: Any) -> None:
     command(sub, "ls", cron_ls, "list periodic tasks")
     command(sub, "view", cron_view, "show one periodic task").add_argument("name")
     command(sub, "rm", cron_rm, "delete a periodic task").add_argument("name")
+    key = command(groups, "keygen", keygen, "write a CURVE key pair: NAME.key and NAME.key_secret", json_flag=False)
+    key.add_argument("name")
+    key.add_argument("--dir", default=".", help="where to write the two files (default: here)")
     command(groups, "workers", workers_ls, "list live workers")
     command(groups, "info", broker_info, "show the broker's info")
     top_p = command(groups, "top", top_view, "live dashboard of queues and workers (Ctrl-C quits)", json_flag=False)
@@ -166,7 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = options.OneLineParser(prog="ajc", description="Admin CLI for the ajq broker.")
     p.add_argument("--broker", help=f"broker endpoint (env AJQ_BROKER; default {DEFAULT_ENDPOINT})")
     p.add_argument("--timeout", type=positive_float, default=10.0, help="seconds to wait for the broker (10)")
-    groups = p.add_subparsers(dest="group", required=True, metavar="{queue,task,cron,workers,info,top}")
+    p.add_argument("--curve-secret", help="our NAME.key_secret, for a broker that needs keys (env AJQ_CURVE_SECRET)")
+    p.add_argument("--curve-server", help="the broker's public broker.key (env AJQ_CURVE_SERVER)")
+    groups = p.add_subparsers(dest="group", required=True, metavar="{queue,task,cron,keygen,workers,info,top}")
     add_queue_commands(groups)
     add_task_commands(groups)
     add_other_commands(groups)

@@ -32,6 +32,7 @@ from ajq.client.client import Client
 from ajq.client.errors import ClientError, WaitTimeout
 from ajq.client.models import CronInfo, QueueInfo, TaskInfo
 from ajq.protocol import WAITING_STATES
+from ajq.protocol.curve import KeyFileError, make_keys
 from ajq.protocol.defaults import endpoint
 
 CANCEL_WAIT_S = 5.0
@@ -50,7 +51,18 @@ class Aborted(Exception):
 
 def connect(args: argparse.Namespace) -> Client:
     """A client for the --broker and --timeout given."""
-    return Client(args.broker, timeout=args.timeout)
+    return Client(args.broker, timeout=args.timeout, curve_secret=args.curve_secret, curve_server=args.curve_server)
+
+
+def keygen(args: argparse.Namespace) -> int:
+    """`ajc keygen NAME`: write NAME.key (public: give it to the broker) and NAME.key_secret (keep it)."""
+    try:
+        public, secret = make_keys(args.dir, args.name)
+    except KeyFileError as exc:
+        raise UsageError(str(exc)) from None
+    print(f"{public}  public: copy it into the broker's --authorized-keys DIR under clients/, workers/ or admin/")
+    print(f"{secret}  secret: keep it; give it with --curve-secret (mode 600)")
+    return 0
 
 
 def load_json(text: str | None, what: str) -> Any:

@@ -29,6 +29,7 @@ from ajq.client.cli_views import (
 )
 from ajq.client.client import Client
 from ajq.client.models import QueueInfo, WorkerInfo
+from ajq.protocol.curve import ClientKeys
 
 FAILED = frozenset({"retry", "dead", "terminated", "expired", "unreachable"})  # a try or a task that failed
 WILDCARDS = frozenset({"*", "0.0.0.0", "::", "[::]", ""})
@@ -57,10 +58,12 @@ def find_events(c: Client) -> str:
 class EventStream:
     """A SUB socket on the broker's task events. Best effort: events before it joined are not seen."""
 
-    def __init__(self, endpoint: str) -> None:
+    def __init__(self, endpoint: str, keys: ClientKeys | None = None) -> None:
         self._ctx = zmq.Context()
         self._sock = self._ctx.socket(zmq.SUB)
         self._sock.setsockopt(zmq.LINGER, 0)
+        if keys is not None:
+            keys.apply(self._sock)
         self._sock.setsockopt(zmq.RCVHWM, 100_000)
         self._sock.setsockopt(zmq.SUBSCRIBE, b"")
         self._sock.connect(endpoint)
@@ -129,7 +132,7 @@ def watch(c: Client, only: Filter, as_json: bool, count: int | None, timeout: fl
     """Print matching events until `count` of them or `timeout` seconds; how many were printed."""
     deadline = None if timeout is None else time.monotonic() + timeout
     seen = 0
-    with EventStream(find_events(c)) as stream:
+    with EventStream(find_events(c), c.curve) as stream:
         for event in stream.until(deadline):
             if not only.matches(event):
                 continue
@@ -224,7 +227,7 @@ def top(c: Client, interval: float, once: bool) -> None:
     if once:
         console().print(frame(c, None))
         return
-    with EventStream(find_events(c)) as stream, Live(frame(c, None), auto_refresh=False) as live:
+    with EventStream(find_events(c), c.curve) as stream, Live(frame(c, None), auto_refresh=False) as live:
         tally = Tally()
         while True:
             for event in stream.until(tally.started + interval):

@@ -26,9 +26,15 @@ class Client:
     later; it may still have been applied. Give tasks an id to make a resubmit safe.
     """
 
-    def __init__(self, endpoint: str | None = None, *, timeout: float = 10.0) -> None:
+    def __init__(
+        self, endpoint: str | None = None, *, timeout: float = 10.0, curve_secret: str | None = None,
+        curve_server: str | None = None,
+    ) -> None:  # fmt: skip
+        """`curve_secret` (our NAME.key_secret) and `curve_server` (the broker's .key), or
+        $AJQ_CURVE_SECRET and $AJQ_CURVE_SERVER, connect over CURVE to a broker that needs keys."""
         self.endpoint = defaults.endpoint(endpoint)
         self.timeout = calls.timeout_s("timeout", timeout)
+        self.curve = calls.curve_keys(curve_secret, curve_server)
         self._ctx = zmq.Context()
         self._corr = itertools.count(1)
         self._sock = self._connect()
@@ -36,6 +42,8 @@ class Client:
     def _connect(self) -> zmq.Socket[bytes]:
         sock = self._ctx.socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 0)
+        if self.curve is not None:
+            self.curve.apply(sock)
         try:
             sock.connect(self.endpoint)
         except zmq.ZMQError as exc:

@@ -49,6 +49,10 @@ class WaitTimeout(RequestRefused, TimeoutError):
     """The task did not end within the wait."""
 
 
+class Forbidden(RequestRefused):
+    """The broker admits this client's key, but not for this request: it needs a key of another role."""
+
+
 class BrokerFailure(RequestRefused):
     """The broker could not apply the request (e.g. its disk is full); nothing changed."""
 
@@ -60,6 +64,7 @@ _BY_CODE: dict[ErrorCode, type[RequestRefused]] = {
     ErrorCode.DUPLICATE: DuplicateTask,
     ErrorCode.TIMEOUT: WaitTimeout,
     ErrorCode.INTERNAL: BrokerFailure,
+    ErrorCode.FORBIDDEN: Forbidden,
 }
 
 

@@ -118,6 +118,16 @@ def _unpack(data: bytes, limits: Limits) -> Any:
         raise ProtocolError(ErrorCode.BAD_FRAME, f"frame is not valid msgpack ({type(exc).__name__})") from None
 
 
+def peek_kind(data: bytes) -> tuple[Kind | None, int]:
+    """The kind (None: unknown or unreadable) and corr of a frame, from its envelope alone."""
+    try:
+        _, kind_name, corr = _envelope(memoryview(data)[:_ENVELOPE_BYTES])
+    except ProtocolError:
+        return None, 0
+    kind = _KINDS.get(kind_name) if isinstance(kind_name, str) else None
+    return kind, corr if _is_corr(corr) else 0
+
+
 def peek_corr(data: bytes) -> int:
     """Best-effort correlation id of a refused frame, so its error reply can be matched.
 

@@ -21,6 +21,7 @@ class ErrorCode(IntEnum):
     INTERNAL = 11  # the broker failed to apply a valid request (e.g. disk full); nothing changed
     DUPLICATE = 12  # a task id that already exists
     UNKNOWN_SCHEDULE = 13
+    FORBIDDEN = 14  # the sender's key does not have the role this message needs
 
 
 class ProtocolError(Exception):

@@ -121,11 +121,13 @@ class BrokerHandle:
         self.clients.append(c)
         return c
 
-    def ready(self, timeout: float = 15.0) -> None:
+    def ready(self, timeout: float = 15.0, client: Callable[[], Client] | None = None) -> None:
+        """Wait until the broker answers (`client` makes the probe's client: keys, for a CURVE broker)."""
+
         def up() -> bool:
             if not self.proc.alive():
                 raise AssertionError(f"broker exited:\n{self.proc.tail()}")
-            with Client(self.endpoint, timeout=0.3) as c:
+            with client() if client else Client(self.endpoint, timeout=0.3) as c:
                 try:
                     c.queues()
                     return True
@@ -145,7 +147,7 @@ class BrokerHandle:
         self.proc.stop()
 
 
-def start_broker(tmp: Path, *extra: str, db: Path | None = None) -> BrokerHandle:
+def start_broker(tmp: Path, *extra: str, db: Path | None = None, ready: bool = True) -> BrokerHandle:
     """Start `ajbroker` on free loopback ports and a database in `tmp` (or `db`), and wait until it answers."""
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     db = db or tmp / "ajq.db"
@@ -153,7 +155,8 @@ def start_broker(tmp: Path, *extra: str, db: Path | None = None) -> BrokerHandle
     args = ["-m", "ajq.broker", "--bind", endpoint, "--events", events, "--db", str(db), "--heartbeat", "0.2",
             "--lease-grace", "0.5", *extra]  # fmt: skip
     handle = BrokerHandle(endpoint, db, Proc(args, tmp / "broker.log", tmp).start())
-    handle.ready()
+    if ready:
+        handle.ready()
     return handle
 
 
@@ -172,9 +175,10 @@ def start_worker(
     procs: int = 1,
     queues: tuple[str, ...] = ("DEFAULT",),
     extra: Any = (),
+    client: Client | None = None,
 ) -> Proc:
-    """Start `ajworker` and wait until the broker lists it."""
-    c = broker.client(timeout=2)
+    """Start `ajworker` and wait until the broker lists it (asked through `client`, if given)."""
+    c = client or broker.client(timeout=2)
     args = ["-m", "ajq.worker", "--broker", broker.endpoint, "--procs", str(procs), *extra]
     for q in queues:
         args += ["--queue", q]

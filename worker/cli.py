@@ -105,6 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="MB",
         help="replace a process whose memory (RSS) is over MB after a task; it finishes the task first",
     )
+    p.add_argument("--curve-secret", help="our NAME.key_secret, for a broker that needs keys (env AJQ_CURVE_SECRET)")
+    p.add_argument("--curve-server", help="the broker's public broker.key (env AJQ_CURVE_SERVER)")
     p.add_argument("-v", "--verbose", action="store_true")
     return p
 
@@ -122,6 +124,8 @@ def config_from_args(args: argparse.Namespace) -> WorkerConfig:
         shutdown_timeout_s=args.shutdown_timeout,
         max_tasks_per_child=args.max_tasks_per_child,
         max_memory_per_child_mb=args.max_memory_per_child,
+        curve_secret=args.curve_secret,
+        curve_server=args.curve_server,
         **extra,
     )
 

@@ -26,6 +26,8 @@ class WorkerConfig:
     heartbeat_s: float = 1.0  # until the broker's welcome says otherwise
     ack_timeout_s: float = 3.0  # at shutdown, how long to wait for the broker to take our results
     max_tasks_per_child: int = 0  # a child is replaced after this many tasks; 0: never
+    curve_secret: str | None = None  # our NAME.key_secret (else $AJQ_CURVE_SECRET), for a broker that needs keys
+    curve_server: str | None = None  # the broker's public broker.key (else $AJQ_CURVE_SERVER)
     max_memory_per_child_mb: float = 0.0  # a child whose RSS is over this after a task is replaced; 0: never
 
     def __post_init__(self) -> None:

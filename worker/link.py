@@ -20,8 +20,10 @@ from typing import Any
 import zmq
 
 from ajq.protocol import Frame, Kind, ProtocolError, decode, encode
+from ajq.protocol.curve import ClientKeys, KeyFileError
 from ajq.protocol.limits import BEATS_PER_BOUND
 from ajq.worker.config import WorkerConfig
+from ajq.worker.errors import WorkerConfigError
 
 log = logging.getLogger("ajq.worker")
 
@@ -35,6 +37,10 @@ class BrokerLink:
         self.registered = False
         self.heartbeat_s = config.heartbeat_s  # until the welcome says otherwise
         self._warned: set[str] = set()  # unused queues named in a warning already
+        try:
+            self.keys = ClientKeys.from_files(config.curve_secret, config.curve_server)
+        except KeyFileError as exc:
+            raise WorkerConfigError(str(exc)) from None
         self.lease_bound_s = BEATS_PER_BOUND * config.heartbeat_s  # likewise
         self.lease_grace_s = 0.0  # likewise
         self.contact = -math.inf  # monotonic: when we sent the latest message the broker answered as ours
@@ -53,6 +59,8 @@ class BrokerLink:
         self.sock = self.ctx.socket(zmq.DEALER)
         self.sock.setsockopt(zmq.ROUTING_ID, self.worker_id.encode())
         self.sock.setsockopt(zmq.LINGER, 0)
+        if self.keys is not None:
+            self.keys.apply(self.sock)
         self.sock.connect(self.config.broker)
         return self.sock
 

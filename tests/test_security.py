@@ -1,0 +1,99 @@
+"""CURVE keys and roles, against a real broker: only admitted keys get anything, each within its
+role; without keys the broker listens on this host only unless told --insecure."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from ajq import Client, Forbidden, RequestTimeout
+from ajq.client.cli import main as ajc
+from tests.harness import BrokerHandle, Proc, free_port, start_broker, start_worker
+
+APP = "tests.apps.basic:router"
+
+
+@pytest.fixture
+def keys(tmp_path: Path) -> Path:
+    """broker, app (client), worker and ops (admin) key pairs, and the broker's authorized DIR."""
+    out = tmp_path / "keys"
+    for name in ("broker", "app", "worker", "ops", "stranger"):
+        assert ajc(["keygen", name, "--dir", str(out)]) == 0
+    for name, role in (("app", "clients"), ("worker", "workers"), ("ops", "admin")):
+        (out / "authorized" / role).mkdir(parents=True)
+        shutil.copy(out / f"{name}.key", out / "authorized" / role)
+    return out
+
+
+def _curve_broker(tmp_path: Path, keys: Path) -> BrokerHandle:
+    handle = start_broker(
+        tmp_path, "--curve-secret", str(keys / "broker.key_secret"), "--authorized-keys", str(keys / "authorized"),
+        ready=False,
+    )  # fmt: skip
+    handle.ready(client=lambda: Client(handle.endpoint, timeout=0.3, **_as(keys, "ops")))
+    return handle
+
+
+def _as(keys: Path, name: str) -> dict[str, str]:
+    return {"curve_secret": str(keys / f"{name}.key_secret"), "curve_server": str(keys / "broker.key")}
+
+
+def test_keygen_writes_a_public_and_a_secret_file_and_never_overwrites(keys: Path) -> None:
+    assert (keys / "app.key").read_text().count("public-key") == 1
+    assert "secret-key" in (keys / "app.key_secret").read_text()
+    assert (keys / "app.key_secret").stat().st_mode & 0o077 == 0
+    assert ajc(["keygen", "app", "--dir", str(keys)]) == 2
+
+
+@pytest.mark.timeout(60)
+def test_only_admitted_keys_get_anything_and_each_only_within_its_role(
+    tmp_path: Path, keys: Path, procs: list[Proc]
+) -> None:
+    broker = _curve_broker(tmp_path, keys)
+    try:
+        admin = Client(broker.endpoint, timeout=2, **_as(keys, "ops"))
+        app = Client(broker.endpoint, timeout=2, **_as(keys, "app"))
+        # A client key submits and reads.
+        t = app.submit("echo", {"x": 1}, queue="S")
+        assert app.get(t.id).state == "new"
+        # A peer with no key, or a key the broker does not know, gets nothing and changes nothing.
+        for extra in ({}, _as(keys, "stranger")):
+            with Client(broker.endpoint, timeout=0.5, **extra) as c, pytest.raises(RequestTimeout):
+                c.submit("echo", None, queue="S")
+        assert admin.queue_info("S").counts == {"new": 1}
+        # A client key may not do what needs the admin role: FORBIDDEN names the role and the folder.
+        with pytest.raises(Forbidden, match=r"admin role.*admin/"):
+            app.delete_queue("S", force=True)
+        # A worker key registers and runs the task; the admin key may delete the queue.
+        extra = ["--curve-secret", str(keys / "worker.key_secret"), "--curve-server", str(keys / "broker.key")]
+        procs.append(start_worker(broker, tmp_path, APP, queues=("S",), extra=extra, client=admin))
+        assert app.wait(t.id, timeout=20).result == {"x": 1}
+        admin.delete_queue("S", force=True)
+        assert "S" not in {q.name for q in admin.queues()}
+        # And a worker started with a client's key is refused: it exits with the broker's reason.
+        wrong = ["--curve-secret", str(keys / "app.key_secret"), "--curve-server", str(keys / "broker.key")]
+        bad = Proc(["-m", "ajq.worker", "--broker", broker.endpoint, *wrong, APP], tmp_path / "bad.log", tmp_path)
+        procs.append(bad.start())
+        assert bad.wait(20) == 2
+        assert "worker role" in bad.tail()
+        admin.close()
+        app.close()
+    finally:
+        broker.close()
+
+
+@pytest.mark.timeout(30)
+def test_without_keys_the_broker_refuses_to_listen_beyond_this_host(tmp_path: Path) -> None:
+    port = free_port()
+    args = ["-m", "ajq.broker", "--bind", f"tcp://0.0.0.0:{port}", "--db", str(tmp_path / "x.db")]
+    refused = Proc(args, tmp_path / "refused.log", tmp_path).start()
+    assert refused.wait(20) == 2
+    assert "ajc keygen" in refused.tail() and "--insecure" in refused.tail()
+    allowed = Proc([*args, "--insecure"], tmp_path / "insecure.log", tmp_path).start()
+    try:
+        with Client(f"tcp://127.0.0.1:{port}", timeout=5) as c:
+            assert c.queues()
+    finally:
+        allowed.kill()
