@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+import psutil
+
 from ajq import Client, ClientError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -190,6 +192,14 @@ def start_worker(
         proc.kill()
         raise
     return proc
+
+
+def gone(pid: int) -> bool:
+    """The process has ended (a zombie counts: its parent may be stopped and unable to reap it)."""
+    try:
+        return bool(psutil.Process(pid).status() == psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
+        return True
 
 
 def _died(proc: Proc) -> bool:

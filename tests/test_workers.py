@@ -8,11 +8,10 @@ import signal
 import time
 from pathlib import Path
 
-import psutil  # type: ignore[import-untyped]
 import pytest
 
 from ajq import Client
-from tests.harness import BrokerHandle, Proc, events, start_worker, wait_for
+from tests.harness import BrokerHandle, Proc, events, gone, start_worker, wait_for
 
 APP = "tests.apps.basic:router"
 
@@ -103,7 +102,7 @@ def test_a_silent_workers_children_stop_within_the_lease_bound_before_its_task_r
     lost_at = time.time()
     a.signal(signal.SIGSTOP)
     # Then A's child kills itself within the bound, before B runs the task: no two runs at once.
-    wait_for(lambda: _gone(a_child), 10, "A's child to stop itself")
+    wait_for(lambda: gone(a_child), 10, "A's child to stop itself")
     child_gone_at = time.time()
     info = c.wait(t.id, timeout=20)
     started = info.started_at.timestamp()  # type: ignore[union-attr]
@@ -124,14 +123,6 @@ def test_a_silent_workers_children_stop_within_the_lease_bound_before_its_task_r
     assert [e for e in events(tmp_path) if e[0] == "end" and e[3] == a_child] == []
     again = c.get(t.id)
     assert (again.state, again.tries, again.worker) == ("complete", 2, info.worker)
-
-
-def _gone(pid: int) -> bool:
-    """The process has ended (a zombie counts: its parent is stopped and cannot reap it)."""
-    try:
-        return bool(psutil.Process(pid).status() == psutil.STATUS_ZOMBIE)
-    except psutil.NoSuchProcess:
-        return True
 
 
 @pytest.mark.timeout(60)

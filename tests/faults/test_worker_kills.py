@@ -15,7 +15,7 @@ import pytest
 
 from ajq import TaskInfo
 from tests.faults.ledger import Run, count, finals, peak, runs
-from tests.harness import BrokerHandle, Proc, start_worker, wait_for
+from tests.harness import BrokerHandle, Proc, gone, start_worker, wait_for
 
 APP = "tests.apps.faults:router"
 BOUND_S, MARGIN_S = 0.6, 1.0
@@ -36,13 +36,6 @@ def _reported(info: TaskInfo, run: Run) -> bool:
 
 def _children(proc: Proc) -> set[int]:
     return {p.pid for p in psutil.Process(proc.pid).children()}
-
-
-def _gone(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
 
 
 @pytest.mark.timeout(120)
@@ -99,7 +92,7 @@ def test_a_killed_worker_loses_nothing_and_its_children_stop_within_the_bound(
         os.kill(pid, signal.SIGKILL)
     a.wait(10)
     # Then A's children are gone within the lease bound, before the broker gives their tasks out.
-    wait_for(lambda: all(_gone(p) for p in children), 5, "A's children to stop")
+    wait_for(lambda: all(gone(p) for p in children), 5, "A's children to stop")
     stopped_s = time.time() - killed_at
     done = [c.wait(i, timeout=60) for i in ids]
     ran = runs(tmp_path)
