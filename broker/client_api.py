@@ -97,6 +97,7 @@ def _shape(b: Broker, queue: str, task_id: str, t: dict[str, Any], batch: dict[s
         load_results=bool(t.get("load_results")),
         finished_at=now.wall if state == TaskState.UNREACHABLE else None,
         last_error=error,
+        signature=t.get("signature"),
     )
 
 

@@ -173,4 +173,6 @@ def _delivery(row: ReadyTask, queue: str, token: int, tries: int, max_tries: int
     }
     if row.deadline is not None:
         item["deadline"] = row.deadline
+    if row.signature is not None:
+        item["signature"] = row.signature
     return item

@@ -24,11 +24,12 @@ class AsyncClient:
 
     def __init__(
         self, endpoint: str | None = None, *, timeout: float = 10.0, curve_secret: str | None = None,
-        curve_server: str | None = None,
+        curve_server: str | None = None, signing_key: str | None = None,
     ) -> None:  # fmt: skip
         self.endpoint = defaults.endpoint(endpoint)
         self.timeout = calls.timeout_s("timeout", timeout)
         keys = calls.curve_keys(curve_secret, curve_server)
+        self._signing = calls.signing_key(signing_key)
         self._ctx = zmq.asyncio.Context()
         self._sock = self._ctx.socket(zmq.DEALER)
         self._sock.setsockopt(zmq.LINGER, 0)
@@ -77,14 +78,14 @@ class AsyncClient:
     ) -> Submitted:
         """Submit one task (see Client.submit); when this returns, the task is on the broker's disk."""
         opts = calls.Options(task_id, deadline, run_at, delay, unique_for, depends_on, load_results)
-        return await self._run(calls.submit(task_type, payload, queue, opts), timeout)
+        return await self._run(calls.signed(calls.submit(task_type, payload, queue, opts), self._signing), timeout)
 
     async def submit_many(
         self, tasks: Iterable[Any], *, queue: str = DEFAULT_QUEUE, timeout: float | None = None
     ) -> list[str]:
         ids: list[str] = []
         for call in calls.submit_batches(queue, calls.many_items(tasks)):
-            batch: list[str] = await self._run(call, timeout)
+            batch: list[str] = await self._run(calls.signed(call, self._signing), timeout)
             ids += batch
         return ids
 

@@ -7,17 +7,21 @@ raises InvalidArgument before anything is sent.
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 
+from nacl.signing import SigningKey
+
 from ajq.client.errors import InvalidArgument
 from ajq.client.models import CronInfo, QueueInfo, Submitted, TaskInfo, WorkerInfo
 from ajq.protocol import Kind, encode_value, options
 from ajq.protocol.curve import ClientKeys, KeyFileError
 from ajq.protocol.limits import MAX_BATCH, MAX_PAYLOAD_BYTES
+from ajq.protocol.signing import SigningKeyError, load_signing_key, sign
 
 BATCH_BYTES = 4 * 1024 * 1024  # a SUBMIT frame stays under half the broker's frame limit
 WAIT_MARGIN_S = 5.0  # extra time for the broker's own answer to a WAIT that ran out
@@ -314,3 +318,24 @@ def curve_keys(secret: str | None, server: str | None) -> ClientKeys | None:
         return ClientKeys.from_files(secret, server)
     except KeyFileError as exc:
         raise InvalidArgument(str(exc)) from None
+
+
+def signing_key(path: str | None) -> SigningKey | None:
+    """The key a client signs its tasks with (None: unsigned), or InvalidArgument naming the file."""
+    if path is None:
+        return None
+    try:
+        return load_signing_key(path)
+    except SigningKeyError as exc:
+        raise InvalidArgument(str(exc)) from None
+
+
+def signed(call: Call[T], key: SigningKey | None) -> Call[T]:
+    """Sign every task of a SUBMIT call (ids are made here when absent: the signature covers them)."""
+    if key is None:
+        return call
+    queue = call.body["queue"]
+    for item in call.body["tasks"]:
+        item.setdefault("id", secrets.token_hex(10))
+        item["signature"] = sign(key, item["id"], queue, item["type"], item["payload"])
+    return call

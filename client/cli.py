@@ -158,6 +158,7 @@ def add_other_commands(groups: Any) -> None:
     key = command(groups, "keygen", keygen, "write a CURVE key pair: NAME.key and NAME.key_secret", json_flag=False)
     key.add_argument("name")
     key.add_argument("--dir", default=".", help="where to write the two files (default: here)")
+    key.add_argument("--signing", action="store_true", help="a task signing pair instead: NAME.sign and NAME.verify")
     command(groups, "workers", workers_ls, "list live workers")
     command(groups, "info", broker_info, "show the broker's info")
     top_p = command(groups, "top", top_view, "live dashboard of queues and workers (Ctrl-C quits)", json_flag=False)

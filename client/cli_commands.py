@@ -34,6 +34,7 @@ from ajq.client.models import CronInfo, QueueInfo, TaskInfo
 from ajq.protocol import WAITING_STATES
 from ajq.protocol.curve import KeyFileError, make_keys
 from ajq.protocol.defaults import endpoint
+from ajq.protocol.signing import SigningKeyError, make_signing_keys
 
 CANCEL_WAIT_S = 5.0
 
@@ -57,11 +58,18 @@ def connect(args: argparse.Namespace) -> Client:
 def keygen(args: argparse.Namespace) -> int:
     """`ajc keygen NAME`: write NAME.key (public: give it to the broker) and NAME.key_secret (keep it)."""
     try:
-        public, secret = make_keys(args.dir, args.name)
-    except KeyFileError as exc:
+        if args.signing:
+            public, secret = make_signing_keys(args.dir, args.name)
+        else:
+            public, secret = make_keys(args.dir, args.name)
+    except (KeyFileError, SigningKeyError) as exc:
         raise UsageError(str(exc)) from None
-    print(f"{public}  public: copy it into the broker's --authorized-keys DIR under clients/, workers/ or admin/")
-    print(f"{secret}  secret: keep it; give it with --curve-secret (mode 600)")
+    if args.signing:
+        print(f"{public}  verify key: give it to workers with --verify-key")
+        print(f"{secret}  signing key: keep it; clients sign with Client(signing_key=...) (mode 600)")
+    else:
+        print(f"{public}  public: copy it into the broker's --authorized-keys DIR under clients/, workers/ or admin/")
+        print(f"{secret}  secret: keep it; give it with --curve-secret (mode 600)")
     return 0
 
 

@@ -28,13 +28,15 @@ class Client:
 
     def __init__(
         self, endpoint: str | None = None, *, timeout: float = 10.0, curve_secret: str | None = None,
-        curve_server: str | None = None,
+        curve_server: str | None = None, signing_key: str | None = None,
     ) -> None:  # fmt: skip
         """`curve_secret` (our NAME.key_secret) and `curve_server` (the broker's .key), or
-        $AJQ_CURVE_SECRET and $AJQ_CURVE_SERVER, connect over CURVE to a broker that needs keys."""
+        $AJQ_CURVE_SECRET and $AJQ_CURVE_SERVER, connect over CURVE to a broker that needs keys.
+        `signing_key` (a NAME.sign file) signs every task, for workers started with --verify-key."""
         self.endpoint = defaults.endpoint(endpoint)
         self.timeout = calls.timeout_s("timeout", timeout)
         self.curve = calls.curve_keys(curve_secret, curve_server)
+        self._signing = calls.signing_key(signing_key)
         self._ctx = zmq.Context()
         self._corr = itertools.count(1)
         self._sock = self._connect()
@@ -90,7 +92,7 @@ class Client:
         hands the handler their results.
         """
         opts = calls.Options(task_id, deadline, run_at, delay, unique_for, depends_on, load_results)
-        return self._run(calls.submit(task_type, payload, queue, opts), timeout)
+        return self._run(calls.signed(calls.submit(task_type, payload, queue, opts), self._signing), timeout)
 
     def submit_many(
         self, tasks: Iterable[Any], *, queue: str = DEFAULT_QUEUE, timeout: float | None = None
@@ -98,7 +100,7 @@ class Client:
         """Submit many tasks in batches; returns their ids in order. Each batch commits whole."""
         ids: list[str] = []
         for call in calls.submit_batches(queue, calls.many_items(tasks)):
-            batch: list[str] = self._run(call, timeout)
+            batch: list[str] = self._run(calls.signed(call, self._signing), timeout)
             ids += batch
         return ids
 

@@ -91,6 +91,10 @@ def _outcome(value: str) -> str | None:
     return None if value in ("complete", "fail", "terminate") else "must be complete, fail or terminate"
 
 
+def _signature(value: bytes) -> str | None:
+    return None if len(value) == 64 else "must be a 64-byte ed25519 signature"
+
+
 def _names(value: list[Any]) -> str | None:
     if not value or not all(isinstance(v, str) and _name(v) is None for v in value):
         return f"must be a non-empty list of names of 1 to {MAX_NAME_CHARS} characters"
@@ -118,6 +122,7 @@ SUBMIT_TASK: dict[str, FieldSpec] = {
     "unique_for_s": (NUMBER, False, _positive),
     "depends_on": (list, False, _ids),
     "load_results": (bool, False, None),
+    "signature": (bytes, False, _signature),  # ed25519 over id, queue, type, payload (protocol/signing.py)
 }
 
 RESULT_ITEM: dict[str, FieldSpec] = {
@@ -142,6 +147,7 @@ DELIVER_ITEM: dict[str, FieldSpec] = {
     "run_time_s": (NUMBER, True, None),
     "deadline": (NUMBER, False, None),
     "dependency_results": (dict, False, None),  # parent id -> its result (msgpack bytes)
+    "signature": (bytes, False, None),
 }
 
 BODIES: dict[Kind, dict[str, FieldSpec]] = {

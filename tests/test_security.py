@@ -97,3 +97,34 @@ def test_without_keys_the_broker_refuses_to_listen_beyond_this_host(tmp_path: Pa
             assert c.queues()
     finally:
         allowed.kill()
+
+
+@pytest.mark.timeout(60)
+def test_a_worker_with_a_verify_key_runs_only_tasks_signed_by_its_pair(
+    broker: BrokerHandle, tmp_path: Path, procs: list[Proc]
+) -> None:
+    # Given a signing pair, and another, and a worker that runs only tasks of the first.
+    keys = tmp_path / "sig"
+    assert ajc(["keygen", "--signing", "app", "--dir", str(keys)]) == 0
+    assert ajc(["keygen", "--signing", "other", "--dir", str(keys)]) == 0
+    assert (keys / "app.sign").stat().st_mode & 0o077 == 0
+    extra = ["--verify-key", str(keys / "app.verify")]
+    procs.append(start_worker(broker, tmp_path, APP, queues=("SIG",), extra=extra))
+    signed = Client(broker.endpoint, timeout=5, signing_key=str(keys / "app.sign"))
+    forged = Client(broker.endpoint, timeout=5, signing_key=str(keys / "other.sign"))
+    plain = broker.client()
+    try:
+        # When tasks come signed by the pair, by another key, and not at all.
+        good = signed.submit("echo", {"n": 1}, queue="SIG")
+        many = signed.submit_many([("echo", i) for i in range(3)], queue="SIG")
+        wrong = forged.submit("echo", {"n": 2}, queue="SIG")
+        bare = plain.submit("echo", {"n": 3}, queue="SIG")
+        # Then only the first kind runs; the others end terminated, saying why, and never run.
+        assert plain.wait(good.id, timeout=20).result == {"n": 1}
+        assert [plain.wait(i, timeout=20).state for i in many] == ["complete"] * 3
+        w, b = plain.wait(wrong.id, timeout=20), plain.wait(bare.id, timeout=20)
+        assert (w.state, w.tries, b.state) == ("terminated", 1, "terminated")
+        assert "does not match" in (w.last_error or "") and "not signed" in (b.last_error or "")
+    finally:
+        signed.close()
+        forged.close()

@@ -19,8 +19,9 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 import msgpack
+from nacl.signing import VerifyKey
 
-from ajq.protocol import encode_value
+from ajq.protocol import encode_value, signing
 from ajq.protocol.limits import MAX_PAYLOAD_BYTES, cut_error
 from ajq.worker.errors import BadResult, NoHandler, TerminateTask
 from ajq.worker.router import Router
@@ -30,7 +31,7 @@ from ajq.worker.watchdog import Watchdog
 Send = Callable[[dict[str, Any]], None]
 
 
-def child_main(conn: Connection, router: Router, kill_at: Any) -> None:
+def child_main(conn: Connection, router: Router, kill_at: Any, verify: VerifyKey | None = None) -> None:
     """Serve tasks until the pipe closes, each under the lease bound's watchdog. Never returns."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the supervisor decides
     signal.signal(signal.SIGTSTP, signal.SIG_IGN)
@@ -47,7 +48,7 @@ def child_main(conn: Connection, router: Router, kill_at: Any) -> None:
             if not watchdog.arm():
                 send(_fail("the lease bound passed before the task could start: its lease is no longer ours"))
                 continue
-            outcome = run_one(router, msgpack.unpackb(data, raw=False), send)
+            outcome = run_one(router, msgpack.unpackb(data, raw=False), send, verify)
             watchdog.disarm()
             send(outcome)
     except BaseException:
@@ -99,11 +100,17 @@ class _Link:
                 send(msg)
 
 
-def run_one(router: Router, msg: dict[str, Any], send: Send | None = None) -> dict[str, Any]:
+def run_one(
+    router: Router, msg: dict[str, Any], send: Send | None = None, verify: VerifyKey | None = None
+) -> dict[str, Any]:
     """Run one task; return its outcome: complete with a result, fail or terminate with an error.
 
     `send` (the pipe) carries task.extend and the error-handler marker; without it they stay local.
+    With `verify`, a task whose signature does not hold ends terminated, without running (checked
+    here, in the child, so the cost of a check is spread over the pool, not paid in the loop).
     """
+    if verify is not None and (problem := signing.refusal(verify, msg)) is not None:
+        return {"outcome": "terminate", "error": problem}
     link = _Link(send, msg.get("token", 0))
     try:
         task = task_from_item(msg, link.extend)

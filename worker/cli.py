@@ -107,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--curve-secret", help="our NAME.key_secret, for a broker that needs keys (env AJQ_CURVE_SECRET)")
     p.add_argument("--curve-server", help="the broker's public broker.key (env AJQ_CURVE_SERVER)")
+    p.add_argument("--verify-key", help="a NAME.verify file: run only tasks signed with its NAME.sign")
     p.add_argument("-v", "--verbose", action="store_true")
     return p
 
@@ -126,6 +127,7 @@ def config_from_args(args: argparse.Namespace) -> WorkerConfig:
         max_memory_per_child_mb=args.max_memory_per_child,
         curve_secret=args.curve_secret,
         curve_server=args.curve_server,
+        verify_key=args.verify_key,
         **extra,
     )
 

@@ -28,6 +28,7 @@ class WorkerConfig:
     max_tasks_per_child: int = 0  # a child is replaced after this many tasks; 0: never
     curve_secret: str | None = None  # our NAME.key_secret (else $AJQ_CURVE_SECRET), for a broker that needs keys
     curve_server: str | None = None  # the broker's public broker.key (else $AJQ_CURVE_SERVER)
+    verify_key: str | None = None  # a NAME.verify file: run only tasks signed with its NAME.sign
     max_memory_per_child_mb: float = 0.0  # a child whose RSS is over this after a task is replaced; 0: never
 
     def __post_init__(self) -> None:

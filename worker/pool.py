@@ -22,6 +22,7 @@ from typing import Any
 
 import msgpack
 import psutil  # type: ignore[import-untyped]
+from nacl.signing import VerifyKey
 
 from ajq.worker.child import child_main
 from ajq.worker.router import Router
@@ -74,9 +75,13 @@ ChildMessage = Outcome | Extend | ErrorHandlerRuns
 class Pool:
     """`size` children; the supervisor assigns tasks to idle ones and reads their outcomes."""
 
-    def __init__(self, size: int, router: Router, max_tasks: int = 0, max_memory_mb: float = 0.0) -> None:
+    def __init__(
+        self, size: int, router: Router, max_tasks: int = 0, max_memory_mb: float = 0.0,
+        verify: VerifyKey | None = None,
+    ) -> None:  # fmt: skip
         self.size = size
         self.router = router
+        self.verify = verify  # tasks must carry a signature this key checks (protocol/signing.py)
         self.max_tasks = max_tasks  # 0: no limit
         self.max_memory_mb = max_memory_mb  # 0: no limit
         self.children: dict[int, Child] = {}  # by pipe fd
@@ -100,7 +105,7 @@ class Pool:
                     other.conn.close()
                 _die_with_parent()
             finally:
-                child_main(child_end, self.router, kill_at)
+                child_main(child_end, self.router, kill_at, self.verify)
         child_end.close()
         child = Child(pid, parent_end, kill_at)
         self.children[child.fd] = child

@@ -20,11 +20,13 @@ from enum import Enum
 from typing import Any
 
 import zmq
+from nacl.signing import VerifyKey
 
 from ajq.protocol import ErrorCode, Kind
+from ajq.protocol.signing import SigningKeyError, load_verify_key
 from ajq.worker.config import WorkerConfig
 from ajq.worker.credit import Prefetch, batches
-from ajq.worker.errors import BrokerRefused, ChildDied, LeaseRanOut
+from ajq.worker.errors import BrokerRefused, ChildDied, LeaseRanOut, WorkerConfigError
 from ajq.worker.extensions import Extensions
 from ajq.worker.hooks import HookRunner
 from ajq.worker.lease_bound import LEAD_S, Held, LeaseBound
@@ -51,7 +53,9 @@ class Supervisor:
 
     def __init__(self, config: WorkerConfig, router: Router, retry: RetryPolicyProvider) -> None:
         self.config = config
-        self.pool = Pool(config.procs, router, config.max_tasks_per_child, config.max_memory_per_child_mb)
+        self.pool = Pool(
+            config.procs, router, config.max_tasks_per_child, config.max_memory_per_child_mb, _verify_key(config)
+        )
         self.hooks = HookRunner()
         self.outcomes = Outcomes(router, retry, self.hooks)
         self.resend = Resend()  # what the broker could not write, until its back-off has passed
@@ -437,3 +441,13 @@ class Supervisor:
             n = len(self.link.unacked)
             log.error("broker did not confirm %d messages before exit; their tasks will run again", n)
         self.link.send(Kind.BYE, {})
+
+
+def _verify_key(config: WorkerConfig) -> VerifyKey | None:
+    """The key tasks must be signed with (--verify-key), or WorkerConfigError naming the file."""
+    if config.verify_key is None:
+        return None
+    try:
+        return load_verify_key(config.verify_key)
+    except SigningKeyError as exc:
+        raise WorkerConfigError(str(exc)) from None

@@ -60,6 +60,7 @@ class NewTask:
     load_results: bool = False
     finished_at: float | None = None
     last_error: str | None = None
+    signature: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +77,7 @@ class ReadyTask:
     unique_key: str | None
     parents: bytes | None
     load_results: int
+    signature: bytes | None
 
 
 @dataclass(frozen=True, slots=True)

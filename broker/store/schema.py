@@ -3,10 +3,10 @@ except the older versions `UPGRADES_FROM` lists, which the schema script below b
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 5
-UPGRADES_FROM = frozenset({3, 4})  # 4 adds the cancels table (CREATE ... IF NOT EXISTS); 5 queues.backoff_s
+SCHEMA_VERSION = 6
+UPGRADES_FROM = frozenset({3, 4, 5})  # 4: the cancels table (CREATE ... IF NOT EXISTS); 5, 6: columns
 # Columns added since a version: (version that added it, table, column definition), for ALTER TABLE.
-ADDED_COLUMNS = ((5, "queues", "backoff_s REAL NOT NULL DEFAULT 1.0"),)
+ADDED_COLUMNS = ((5, "queues", "backoff_s REAL NOT NULL DEFAULT 1.0"), (6, "tasks", "signature BLOB"))
 
 # Waiting states, as an OR of equalities: SQLite evaluates an IN list of three constants on every
 # insert into the partial index far more slowly (measured: 25% of the insert rate). Queries that
@@ -46,7 +46,8 @@ CREATE TABLE IF NOT EXISTS tasks (
     last_error TEXT,
     unique_key TEXT,
     parents BLOB,
-    load_results INTEGER NOT NULL DEFAULT 0
+    load_results INTEGER NOT NULL DEFAULT 0,
+    signature BLOB
 );
 CREATE INDEX IF NOT EXISTS tasks_waiting ON tasks(queue, ready_at, seq) WHERE {WAITING};
 CREATE INDEX IF NOT EXISTS tasks_active ON tasks(queue) WHERE state = 'active';

@@ -18,10 +18,11 @@ class TaskSQL:
         """Insert new tasks; IntegrityError (UNIQUE ... tasks.id) on a duplicate id."""
         self.db.executemany(
             "INSERT INTO tasks (id, queue, type, payload, state, created_at, ready_at, deadline, unique_key, "
-            "parents, load_results, finished_at, last_error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "parents, load_results, finished_at, last_error, signature) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 (t.id, queue, t.type, t.payload, t.state, now, t.ready_at or now, t.deadline, t.unique_key,
-                 t.parents, int(t.load_results), t.finished_at, t.last_error)
+                 t.parents, int(t.load_results), t.finished_at, t.last_error, t.signature)
                 for t in tasks
             ),
         )  # fmt: skip
@@ -70,7 +71,8 @@ class TaskSQL:
 
     def ready_tasks(self, queue: str, now: float, limit: int) -> list[ReadyTask]:
         rows = self.db.execute(
-            "SELECT seq, id, type, payload, tries, deadline, state, unique_key, parents, load_results FROM tasks "
+            "SELECT seq, id, type, payload, tries, deadline, state, unique_key, parents, load_results, signature "
+            "FROM tasks "
             f"WHERE queue = ? AND {WAITING} AND ready_at <= ? ORDER BY ready_at, seq LIMIT ?",
             (queue, now, limit),
         )
