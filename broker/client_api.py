@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import sqlite3
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import msgpack
 
+from ajq.broker.errors import DuplicateTask
 from ajq.broker.store import NewTask, QueueRow, TaskRow
 from ajq.protocol import FINAL_STATES, ErrorCode, Frame, Kind, ProtocolError, TaskState
 from ajq.protocol.clock import Now
@@ -37,9 +37,7 @@ def submit(b: Broker, ident: bytes, frame: Frame, now: Now) -> None:
             _insert_plain(b, queue, ids, tasks, now)
         else:
             _insert_shaped(b, queue, ids, tasks, now)
-    except sqlite3.IntegrityError as exc:
-        if "tasks.id" not in str(exc):
-            raise
+    except DuplicateTask:
         raise ProtocolError(
             ErrorCode.DUPLICATE, "a task with one of these ids already exists; submit under another id"
         ) from None

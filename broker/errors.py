@@ -20,5 +20,9 @@ class DispatchFailed(AjbrokerError):
         self.queue = queue
 
 
+class DuplicateTask(AjbrokerError):
+    """An insert named a task id that exists already: the request is refused (DUPLICATE), not the broker."""
+
+
 class StoreError(AjbrokerError):
     """The database cannot be opened or written (disk full, permissions, a corrupt file)."""

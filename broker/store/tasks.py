@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
+from ajq.broker.errors import DuplicateTask
 from ajq.broker.store.rows import ActiveTask, NewTask, ReadyTask, TaskBrief, TaskRow
 from ajq.broker.store.schema import TASK_COLUMNS, WAITING
 
@@ -15,7 +17,12 @@ class TaskSQL:
     # -- submit and read ----------------------------------------------------------------------
 
     def insert_tasks(self, queue: str, tasks: Iterable[NewTask], now: float) -> None:
-        """Insert new tasks; IntegrityError (UNIQUE ... tasks.id) on a duplicate id."""
+        """Insert new tasks; DuplicateTask if one's id exists (nothing of the batch is kept then:
+        the caller's savepoint rolls it back)."""
+        with _duplicates_refused():
+            self._insert_tasks(queue, tasks, now)
+
+    def _insert_tasks(self, queue: str, tasks: Iterable[NewTask], now: float) -> None:
         self.db.executemany(
             "INSERT INTO tasks (id, queue, type, payload, state, created_at, ready_at, deadline, unique_key, "
             "parents, load_results, finished_at, last_error, signature) "
@@ -28,7 +35,12 @@ class TaskSQL:
         )  # fmt: skip
 
     def insert_plain(self, queue: str, tasks: list[tuple[str, str, bytes, float | None]], now: float) -> None:
-        """The common case, kept narrow for speed: (id, type, payload, deadline), state new."""
+        """The common case, kept narrow for speed: (id, type, payload, deadline), state new; DuplicateTask
+        if one's id exists."""
+        with _duplicates_refused():
+            self._insert_plain(queue, tasks, now)
+
+    def _insert_plain(self, queue: str, tasks: list[tuple[str, str, bytes, float | None]], now: float) -> None:
         self.db.executemany(
             "INSERT INTO tasks (id, queue, type, payload, state, created_at, ready_at, deadline) "
             "VALUES (?, ?, ?, ?, 'new', ?, ?, ?)",
@@ -199,3 +211,15 @@ class TaskSQL:
             (queue, state, n),
         )
         return len(rows.fetchall())
+
+
+@contextlib.contextmanager
+def _duplicates_refused() -> Iterator[None]:
+    """A UNIQUE violation on an insert into tasks is a duplicate id: the only UNIQUE column of the
+    table (seq, the key, is given by SQLite). Read from SQLite's extended error code, not its text."""
+    try:
+        yield
+    except sqlite3.IntegrityError as exc:
+        if exc.sqlite_errorcode == sqlite3.SQLITE_CONSTRAINT_UNIQUE:
+            raise DuplicateTask("a task with one of these ids exists already") from None
+        raise
