@@ -37,6 +37,14 @@ def parse(argv: list[str] | None) -> BrokerConfig:
         help="queues that may exist at once (default 1000)",
     )  # fmt: skip
     p.add_argument(
+        "--max-workers", type=options.count_arg(minimum=1, example="10000"), dest="max_workers",
+        help="workers registered at once (default 10000)",
+    )  # fmt: skip
+    p.add_argument(
+        "--max-waits", type=options.count_arg(minimum=1, example="100000"), dest="max_waits",
+        help="client WAITs parked at once (default 100000)",
+    )  # fmt: skip
+    p.add_argument(
         "--curve-secret", help="the broker's NAME.key_secret: encrypt and authenticate (env AJQ_CURVE_SECRET)"
     )
     p.add_argument(
@@ -60,6 +68,8 @@ def parse(argv: list[str] | None) -> BrokerConfig:
         events_bind=args.events_bind,
         max_db_mb=args.max_db_mb,
         max_queues=args.max_queues,
+        max_workers=args.max_workers,
+        max_waits=args.max_waits,
         curve_secret=args.curve_secret,
         authorized_keys=args.authorized_keys,
         insecure=args.insecure or None,

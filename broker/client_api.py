@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgpack
 
-from ajq.broker.errors import DuplicateTask
+from ajq.broker.errors import DuplicateTaskId
 from ajq.broker.store import NewTask, QueueRow, TaskRow
 from ajq.protocol import FINAL_STATES, ErrorCode, Frame, Kind, ProtocolError, TaskState
 from ajq.protocol.clock import Now
@@ -37,7 +37,7 @@ def submit(b: Broker, ident: bytes, frame: Frame, now: Now) -> None:
             _insert_plain(b, queue, ids, tasks, now)
         else:
             _insert_shaped(b, queue, ids, tasks, now)
-    except DuplicateTask:
+    except DuplicateTaskId:
         raise ProtocolError(
             ErrorCode.DUPLICATE, "a task with one of these ids already exists; submit under another id"
         ) from None
@@ -143,6 +143,11 @@ def wait(b: Broker, ident: bytes, frame: Frame, now: Now) -> None:
         b.reply(ident, frame.corr, task_info(row))
     elif frame.body["timeout_s"] <= 0:
         raise ProtocolError(ErrorCode.TIMEOUT, f"task {row.id} is {row.state}, not ended yet")
+    elif len(b.waiters) >= b.config.max_waits:
+        raise ProtocolError(
+            ErrorCode.TOO_LARGE,
+            f"the broker holds {len(b.waiters)} waits, its limit (--max-waits): get() the task's state later instead",
+        )
     else:
         b.waiters.add(row.id, ident, frame.corr, now.mono + frame.body["timeout_s"])
 

@@ -45,6 +45,8 @@ class BrokerConfig:
     max_batch_messages: int = 4096  # messages applied in one transaction at most
     max_step_bytes: int = 64 * 1024 * 1024  # and their bytes: a step stops reading past this
     max_queues: int = 1000  # queues that may exist at once; naming one more is refused
+    max_workers: int = 10_000  # workers registered at once; one more HELLO is refused
+    max_waits: int = 100_000  # WAITs parked at once; one more is refused (the client may poll instead)
     max_db_mb: int | None = None  # cap on the database file: past it writes fail as on a full disk
     events_bind: str | None = None  # PUB socket for task events; default: the --bind port + 1
     curve_secret: str | None = None  # the broker's NAME.key_secret: CURVE on every socket
@@ -67,6 +69,8 @@ class BrokerConfig:
         step = self.max_step_bytes
         _check("max_step_bytes", step, options.count_problem(step, minimum=1), str(64 * 1024 * 1024))
         _check("max_queues", self.max_queues, options.count_problem(self.max_queues, minimum=1), "1000")
+        _check("max_workers", self.max_workers, options.count_problem(self.max_workers, minimum=1), "10000")
+        _check("max_waits", self.max_waits, options.count_problem(self.max_waits, minimum=1), "100000")
         self._check_security()
         if self.max_db_mb is not None:
             _check("max_db_mb", self.max_db_mb, options.count_problem(self.max_db_mb, minimum=1), "512")

@@ -20,7 +20,7 @@ class DispatchFailed(AjbrokerError):
         self.queue = queue
 
 
-class DuplicateTask(AjbrokerError):
+class DuplicateTaskId(AjbrokerError):
     """An insert named a task id that exists already: the request is refused (DUPLICATE), not the broker."""
 
 

@@ -27,6 +27,12 @@ def hello(b: Broker, ident: bytes, frame: Frame, now: Now) -> None:
     body = frame.body
     if ident != body["worker_id"].encode():
         raise ProtocolError(ErrorCode.BAD_FIELD, "hello worker_id must equal the socket's routing id")
+    if b.workers.get(ident) is None and len(b.workers) >= b.config.max_workers:
+        raise ProtocolError(
+            ErrorCode.TOO_LARGE,
+            f"the broker has {len(b.workers)} workers registered, its limit: start ajbroker with a higher "
+            "--max-workers, or stop some",
+        )
     unused = [name for name in dict.fromkeys(body["queues"]) if _unused(b, name)]
     for name in body["queues"]:
         b.queue(name, now)

@@ -673,3 +673,25 @@ def test_a_try_that_gets_no_answer_backs_off_doubling_per_try(rig: Rig) -> None:
     assert gaps == [2.0, 4.0]
     row = rig.store.get_task(task_id)
     assert row is not None and row.tries == 3
+
+
+def test_parked_waits_and_registered_workers_are_bounded_with_a_clear_error(tmp_path: Path) -> None:
+    # Given a broker that may park 2 WAITs and register 1 worker.
+    rig = Rig(tmp_path / "limits.db")
+    try:
+        rig.broker = Broker(
+            rig.store, BrokerConfig(db=str(tmp_path / "limits.db"), max_waits=2, max_workers=1), rig.now
+        )
+        [task_id] = rig.submit("Q", 1)
+        out = rig.step(*[(C, Kind.WAIT, {"id": task_id, "timeout_s": 60.0})] * 3)
+        # When a third WAIT comes, Then it alone is refused, saying what to do; the two stay parked.
+        assert [(f.kind, f.body.get("code")) for _, f in out] == [(Kind.ERROR, ErrorCode.TOO_LARGE)]
+        assert "--max-waits" in out[0][1].body["message"] and len(rig.broker.waiters) == 2
+        # And a second worker cannot register, while the first may say HELLO again.
+        assert Kind.ERROR not in {f.kind for _, f in rig.hello(W1, ["Q"], 1)}  # (the rig hides welcomes)
+        refused = rig.hello(W2, ["Q"], 1)[0][1]
+        assert refused.kind is Kind.ERROR and "--max-workers" in refused.body["message"]
+        assert Kind.ERROR not in {f.kind for _, f in rig.hello(W1, ["Q"], 1)}
+        assert len(rig.broker.workers) == 1
+    finally:
+        rig.store.close()

@@ -6,7 +6,7 @@ import contextlib
 import sqlite3
 from collections.abc import Iterable, Iterator
 
-from ajq.broker.errors import DuplicateTask
+from ajq.broker.errors import DuplicateTaskId
 from ajq.broker.store.rows import ActiveTask, NewTask, ReadyTask, TaskBrief, TaskRow
 from ajq.broker.store.schema import TASK_COLUMNS, WAITING
 
@@ -17,7 +17,7 @@ class TaskSQL:
     # -- submit and read ----------------------------------------------------------------------
 
     def insert_tasks(self, queue: str, tasks: Iterable[NewTask], now: float) -> None:
-        """Insert new tasks; DuplicateTask if one's id exists (nothing of the batch is kept then:
+        """Insert new tasks; DuplicateTaskId if one's id exists (nothing of the batch is kept then:
         the caller's savepoint rolls it back)."""
         with _duplicates_refused():
             self._insert_tasks(queue, tasks, now)
@@ -35,7 +35,7 @@ class TaskSQL:
         )  # fmt: skip
 
     def insert_plain(self, queue: str, tasks: list[tuple[str, str, bytes, float | None]], now: float) -> None:
-        """The common case, kept narrow for speed: (id, type, payload, deadline), state new; DuplicateTask
+        """The common case, kept narrow for speed: (id, type, payload, deadline), state new; DuplicateTaskId
         if one's id exists."""
         with _duplicates_refused():
             self._insert_plain(queue, tasks, now)
@@ -221,5 +221,5 @@ def _duplicates_refused() -> Iterator[None]:
         yield
     except sqlite3.IntegrityError as exc:
         if exc.sqlite_errorcode == sqlite3.SQLITE_CONSTRAINT_UNIQUE:
-            raise DuplicateTask("a task with one of these ids exists already") from None
+            raise DuplicateTaskId("a task with one of these ids exists already") from None
         raise
