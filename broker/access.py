@@ -18,6 +18,7 @@ from ajq.protocol.roles import DIRECTORIES, Role
 
 log = logging.getLogger("ajq.broker")
 LOG_EVERY_S = 60.0  # a refused address is logged at most once a minute
+MAX_LOGGED = 10_000  # refused addresses remembered for that; past it, the older ones are forgotten
 
 
 class Gatekeeper(ThreadAuthenticator):
@@ -39,9 +40,16 @@ class Gatekeeper(ThreadAuthenticator):
         if role is None:
             now = time.monotonic()
             if now - self._logged.get(self._address, -LOG_EVERY_S) >= LOG_EVERY_S:
+                if len(self._logged) >= MAX_LOGGED:  # strangers from many addresses cost bounded memory
+                    self._logged = self._recent(now)
                 self._logged[self._address] = now
                 log.warning("refused a connection from %s: its key %s is not authorized", self._address, key.decode())
         return role is not None
+
+    def _recent(self, now: float) -> dict[str, float]:
+        """The refused addresses logged within the minute, at most the newer half of MAX_LOGGED."""
+        recent = sorted((t, a) for a, t in self._logged.items() if now - t < LOG_EVERY_S)
+        return {a: t for t, a in recent[-MAX_LOGGED // 2 :]}
 
     def curve_user_id(self, client_public_key: bytes) -> str:
         """The User-Id ZeroMQ attaches to each of the peer's messages: its role."""

@@ -176,7 +176,8 @@ class Broker:
             self._undo_phase(events, finished, now)
 
     def _undo_phase(self, events: int, finished: int, now: Now) -> None:
-        """Memory back to what the database holds after a phase's savepoint was rolled back."""
+        """Memory back to what the database holds after a request's or a phase's savepoint was
+        rolled back: its events and finished tasks dropped, its deliveries (a phase's) undone."""
         self.events.drop_since(events)
         del self.finished[finished:]
         self._undo_deliveries()
@@ -214,15 +215,11 @@ class Broker:
             # A write of this request failed (a full disk): its savepoint is undone, the rest goes on,
             # so reads and the requests that fit are still answered.
             log.error("request %s could not be written, it alone was undone: %s", frame.kind.value, exc)
-            self.events.drop_since(events)
-            del self.finished[finished:]
-            self.load(now)
-            fix = "free disk space, then retry" if "full" in str(exc) else "retry"
-            msg = f"the broker could not write to its database ({exc}); nothing was changed: {fix}"
-            self.reply_error(ident, frame.corr, ProtocolError(ErrorCode.INTERNAL, msg))
+            self._undo_phase(events, finished, now)
+            self.reply_error(ident, frame.corr, ProtocolError(ErrorCode.INTERNAL, _write_failure(exc)))
         except Exception as exc:  # a bug must cost one request, never the broker
             log.exception("request %s failed; its changes were rolled back", frame.kind.value)
-            self.load(now)
+            self._undo_phase(events, finished, now)
             msg = f"the broker failed on this {frame.kind.value} ({type(exc).__name__}: {exc}); nothing was changed"
             self.reply_error(ident, frame.corr, ProtocolError(ErrorCode.INTERNAL, msg))
 
@@ -339,8 +336,7 @@ class Broker:
         answered again from what is on disk, so a full disk never makes the broker unreadable."""
         if isinstance(exc, sqlite3.Error):
             log.error("the database refused this batch, nothing of it was applied: %s", exc)
-            fix = "free disk space, then retry" if "full" in str(exc) else "retry"
-            msg = f"the broker could not write to its database ({exc}); nothing was changed: {fix}"
+            msg = _write_failure(exc)
         else:
             log.exception("the broker failed on this batch, nothing of it was applied")
             msg = f"the broker failed ({type(exc).__name__}: {exc}); nothing was changed: retry"
@@ -404,6 +400,12 @@ class Broker:
             log.warning("%s: %d of its tasks go back", why, len(leases))
         for lease in leases:
             lifecycle.fail_unanswered(self, lease, why, now)
+
+
+def _write_failure(exc: sqlite3.Error) -> str:
+    """What a request refused because the database could not write is told, and what to do."""
+    fix = "free disk space, then retry" if "full" in str(exc) else "retry"
+    return f"the broker could not write to its database ({exc}); nothing was changed: {fix}"
 
 
 def _weight(frame: Frame) -> int:

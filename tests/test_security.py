@@ -7,9 +7,12 @@ import shutil
 from pathlib import Path
 
 import pytest
+import zmq
 
 from ajq import Client, Forbidden, RequestTimeout
+from ajq.broker.access import MAX_LOGGED, Gatekeeper
 from ajq.client.cli import main as ajc
+from ajq.protocol.curve import load_public
 from tests.harness import BrokerHandle, Proc, free_port, start_broker, start_worker
 
 APP = "tests.apps.basic:router"
@@ -128,3 +131,19 @@ def test_a_worker_with_a_verify_key_runs_only_tasks_signed_by_its_pair(
     finally:
         signed.close()
         forged.close()
+
+
+def test_refused_addresses_are_remembered_within_a_bound(keys: Path) -> None:
+    # Given the broker's gatekeeper (not started: its callback is what ZAP calls for each handshake).
+    ctx = zmq.Context()
+    try:
+        gatekeeper = Gatekeeper(ctx, str(keys / "authorized"))
+        # When strangers from more addresses than it remembers knock, Then memory stays bounded.
+        for n in range(MAX_LOGGED + 500):
+            gatekeeper._address = f"10.0.{n // 256}.{n % 256}"
+            assert gatekeeper.callback("*", b"x" * 40) is False
+        assert len(gatekeeper._logged) <= MAX_LOGGED
+        # And an admitted key still passes.
+        assert gatekeeper.callback("*", load_public(keys / "app.key")) is True
+    finally:
+        ctx.term()

@@ -21,6 +21,10 @@ from tests.rawpeer import RawPeer
 FAULT_APP = "tests.apps.faults:router"
 
 
+def _rss_mb(broker: BrokerHandle) -> float:
+    return float(psutil.Process(broker.proc.pid).memory_info().rss) / 2**20
+
+
 def _submit(corr: int, tasks: bytes) -> bytes:
     """[1, "submit", corr, {"queue": "H", "tasks": <tasks>}] with `tasks` given as raw msgpack."""
     return b"\x94\x01\xa6submit" + msgpack.packb(corr) + b"\x82\xa5queue\xa1H\xa5tasks" + tasks
@@ -72,7 +76,7 @@ HOSTILE = [
 @pytest.mark.timeout(120)
 def test_frames_built_to_cost_memory_get_too_large_and_cost_nothing(broker: BrokerHandle) -> None:
     c = broker.client()
-    rss = psutil.Process(broker.proc.pid).memory_info().rss
+    rss = _rss_mb(broker)
     peer = RawPeer(broker.endpoint)
     try:
         for _ in range(3):
@@ -86,7 +90,7 @@ def test_frames_built_to_cost_memory_get_too_large_and_cost_nothing(broker: Brok
     finally:
         peer.close()
     # And the broker grew by little (decoding the first frame whole took 578 MB) and still serves.
-    grown_mb = (psutil.Process(broker.proc.pid).memory_info().rss - rss) / 2**20
+    grown_mb = _rss_mb(broker) - rss
     assert grown_mb < 64, f"the broker grew by {grown_mb:.0f} MB"
     assert c.submit("after", None, queue="H").id
     assert next(q.counts for q in c.queues() if q.name == "H")["new"] == 1
@@ -138,7 +142,7 @@ def test_a_bad_request_among_good_ones_in_one_step_is_refused_alone(broker: Brok
 @pytest.mark.timeout(60)
 def test_a_frame_over_the_socket_limit_cuts_that_peer_off_and_nothing_else(broker: BrokerHandle) -> None:
     c = broker.client()
-    rss = psutil.Process(broker.proc.pid).memory_info().rss
+    rss = _rss_mb(broker)
     peer = RawPeer(broker.endpoint)
     try:
         # When a peer sends a frame over ZeroMQ's limit (64 MiB), Then it gets no answer.
@@ -148,7 +152,7 @@ def test_a_frame_over_the_socket_limit_cuts_that_peer_off_and_nothing_else(broke
         peer.close()
     # And the broker is unaffected: it answers, takes tasks, and did not keep the frame.
     assert c.submit("after", None, queue="H").id
-    grown_mb = (psutil.Process(broker.proc.pid).memory_info().rss - rss) / 2**20
+    grown_mb = _rss_mb(broker) - rss
     assert grown_mb < 32, f"the broker grew by {grown_mb:.0f} MB"
 
 
