@@ -14,15 +14,16 @@ from ajq.protocol.clock import Now
 
 if TYPE_CHECKING:
     from ajq.broker.core import Broker
+    from ajq.broker.registry import WorkerState
 
 STATES = {s.value for s in TaskState}
 
 
 def workers(b: Broker, ident: bytes, frame: Frame, now: Now) -> None:
-    b.reply(ident, frame.corr, [_worker_info(w) for w in b.workers])
+    b.reply(ident, frame.corr, [_worker_info(b, w) for w in b.workers])
 
 
-def _worker_info(w: Any) -> dict[str, Any]:
+def _worker_info(b: Broker, w: WorkerState) -> dict[str, Any]:
     return {
         "worker_id": w.worker_id,
         "host": w.host,
@@ -31,17 +32,13 @@ def _worker_info(w: Any) -> dict[str, Any]:
         "queues": w.queues,
         "weights": [w.weights.get(q, 1) for q in w.queues],
         "strict": w.strict,
-        "running": sorted(w.running),
+        "running": sorted(b.leases.held_by(w.ident)),
         "since": w.since,
         "paused": w.paused,
     }
 
 
 def info(b: Broker, ident: bytes, frame: Frame, now: Now) -> None:
-    totals: dict[str, int] = {}
-    for counts in b.counts.values():
-        for state, n in counts.items():
-            totals[state] = totals.get(state, 0) + n
     b.reply(
         ident,
         frame.corr,
@@ -57,7 +54,7 @@ def info(b: Broker, ident: bytes, frame: Frame, now: Now) -> None:
             "workers": len(b.workers),
             "active_leases": len(b.leases),
             "schedules": len(b.schedules),
-            "counts": {s: n for s, n in totals.items() if n},
+            "counts": b.queues.totals(),
         },
     )
 
@@ -74,7 +71,7 @@ def cancel(b: Broker, ident: bytes, frame: Frame, now: Now) -> None:
         lease = b.leases.get(row.id)
         if lease is not None:
             b.store.add_cancel(row.id)
-            b.cancelling.add(row.id)
+            b.leases.cancel(row.id)
             b.send(lease.worker, Kind.CANCEL, {"id": row.id, "token": lease.token})
     elif row.state not in FINAL_STATES:
         brief = b.store.briefs([row.id])
@@ -103,8 +100,8 @@ def task_retry(b: Broker, ident: bytes, frame: Frame, now: Now) -> None:
         )
     b.queue(row.queue, now)
     b.store.requeue(row.id, now.wall)
-    b.move(row.queue, row.state, TaskState.NEW)
-    b.dirty.add(row.queue)
+    b.queues.transition(row.queue, row.state, TaskState.NEW)
+    b.queues.ready_now(row.queue)
     b.events.emit(row.id, row.queue, row.type, TaskState.NEW, 0, None, now.wall)
     b.reply(ident, frame.corr, task_info(find_task(b, row.id)))
 
@@ -116,7 +113,7 @@ def task_delete(b: Broker, ident: bytes, frame: Frame, now: Now) -> None:
     if row.state not in FINAL_STATES:  # dependants of a task that will never run are unreachable
         lifecycle.end_unstarted(b, b.store.briefs([row.id]), TaskState.TERMINATED, "deleted", now)
     b.store.delete_tasks([row.id])
-    b.counts[row.queue][TaskState.TERMINATED if row.state not in FINAL_STATES else row.state] -= 1
+    b.queues.transition(row.queue, TaskState.TERMINATED if row.state not in FINAL_STATES else row.state, None)
     b.reply(ident, frame.corr, {"deleted": row.id})
 
 
@@ -132,9 +129,9 @@ def _set_paused(b: Broker, ident: bytes, frame: Frame, now: Now, paused: bool) -
     """A paused queue accepts tasks but gives none out; running ones finish."""
     q = replace(find_queue(b, frame.body["name"]), paused=paused)
     b.store.put_queue(q)
-    b.queues[q.name] = q
+    b.queues.put(q)
     if not paused:
-        b.dirty.add(q.name)
+        b.queues.ready_now(q.name)
     b.reply(ident, frame.corr, queue_info(b, q))
 
 
@@ -144,13 +141,13 @@ def queue_purge(b: Broker, ident: bytes, frame: Frame, now: Now) -> None:
     briefs = b.store.waiting_briefs(q.name)
     lifecycle.end_unstarted(b, briefs, TaskState.TERMINATED, "purged", now)
     b.store.delete_tasks([t.id for t in briefs])
-    b.counts[q.name][TaskState.TERMINATED] -= len(briefs)
+    b.queues.transition(q.name, TaskState.TERMINATED, None, len(briefs))
     b.reply(ident, frame.corr, {"purged": len(briefs)})
 
 
 def queue_delete(b: Broker, ident: bytes, frame: Frame, now: Now) -> None:
     q = find_queue(b, frame.body["name"])
-    active = b.counts[q.name][TaskState.ACTIVE]
+    active = b.queues.count(q.name, TaskState.ACTIVE)
     if active and not frame.body.get("force"):
         raise ProtocolError(
             ErrorCode.BAD_FIELD, f"queue {q.name!r} has {active} running tasks: wait for them, or delete with --force"
@@ -167,11 +164,8 @@ def queue_delete(b: Broker, ident: bytes, frame: Frame, now: Now) -> None:
     b.store.release_uniques(ids)
     b.store.delete_tasks(ids)
     b.store.delete_queue(q.name)
-    del b.queues[q.name]
+    b.queues.drop(q.name)
     b.retention.forget(q.name)
-    b.counts.pop(q.name, None)
-    b.dirty.discard(q.name)
-    b.next_ready.pop(q.name, None)
     b.reply(ident, frame.corr, {"deleted": q.name})
 
 

@@ -52,8 +52,8 @@ def _insert_plain(b: Broker, queue: str, ids: list[str], tasks: list[dict[str, A
     b.store.insert_plain(
         queue, [(i, t["type"], t["payload"], t.get("deadline")) for i, t in zip(ids, tasks, strict=True)], now.wall
     )
-    b.counts[queue][TaskState.NEW] += len(ids)
-    b.dirty.add(queue)
+    b.queues.transition(queue, None, TaskState.NEW, len(ids))
+    b.queues.ready_now(queue)
     if b.events.subscribers:
         for i, t in zip(ids, tasks, strict=True):
             b.events.emit(i, queue, t["type"], TaskState.NEW, 0, None, now.wall)
@@ -64,10 +64,10 @@ def _insert_shaped(b: Broker, queue: str, ids: list[str], tasks: list[dict[str, 
     rows = [_shape(b, queue, tid, t, batch, now) for tid, t in zip(ids, tasks, strict=True)]
     b.store.insert_tasks(queue, rows, now.wall)
     for row in rows:
-        b.counts[queue][row.state] += 1
+        b.queues.transition(queue, None, row.state)
         b.events.emit(row.id, queue, row.type, row.state, 0, row.last_error, now.wall)
         if row.state in (TaskState.NEW, TaskState.SCHEDULED):
-            b.wake_queue(queue, row.ready_at, now)
+            b.queues.wake(queue, row.ready_at, now.wall)
 
 
 def _shape(b: Broker, queue: str, task_id: str, t: dict[str, Any], batch: dict[str, str], now: Now) -> NewTask:
@@ -153,7 +153,7 @@ def wait(b: Broker, ident: bytes, frame: Frame, now: Now) -> None:
 
 
 def queue_list(b: Broker, ident: bytes, frame: Frame, now: Now) -> None:
-    b.reply(ident, frame.corr, [queue_info(b, q) for q in sorted(b.queues.values(), key=lambda q: q.name)])
+    b.reply(ident, frame.corr, [queue_info(b, q) for q in b.queues])
 
 
 def queue_info_request(b: Broker, ident: bytes, frame: Frame, now: Now) -> None:
@@ -167,8 +167,8 @@ def queue_configure(b: Broker, ident: bytes, frame: Frame, now: Now) -> None:
     changes = {k: body[k] for k in keys if k in body}
     new = replace(old, **changes)
     b.store.put_queue(new)
-    b.queues[new.name] = new
-    b.dirty.add(new.name)
+    b.queues.put(new)
+    b.queues.ready_now(new.name)
     b.retention.forget(new.name)
     b.reply(ident, frame.corr, queue_info(b, new))
 
@@ -191,7 +191,6 @@ def find_queue(b: Broker, name: str) -> QueueRow:
 
 
 def queue_info(b: Broker, q: QueueRow) -> dict[str, Any]:
-    counts: dict[str, int] = b.counts.get(q.name, {})
     return {
         "name": q.name,
         "max_concurrent": q.max_concurrent,
@@ -203,7 +202,7 @@ def queue_info(b: Broker, q: QueueRow) -> dict[str, Any]:
         "dead_max": q.dead_max,
         "dead_retention_s": q.dead_retention_s,
         "backoff_s": q.backoff_s,
-        "counts": {state: n for state, n in counts.items() if n},
+        "counts": b.queues.counts(q.name),
         "workers": sum(1 for w in b.workers if q.name in w.queues),
     }
 

@@ -3,6 +3,10 @@
 Nothing is answered before the commit: replies and deliveries are collected during the step and
 returned for sending only once the transaction is on disk (group commit). In memory it keeps
 only what is bounded by workers and leases, never by queue depth: the tasks stay in SQLite.
+
+Each part of that memory has an owner that keeps its invariants (`QueueBook`, `LeaseTable`,
+`Registry`, `Waiters`, the schedules) and journals its changes, so a request, a phase or a whole
+step that the database undoes is undone in memory too, exactly, without reading anything back.
 """
 
 from __future__ import annotations
@@ -10,7 +14,6 @@ from __future__ import annotations
 import logging
 import secrets
 import sqlite3
-from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +24,9 @@ from ajq.broker.config import DEFAULT_QUEUE_LIMITS, NEW_QUEUE_LIMITS, BrokerConf
 from ajq.broker.dispatch import dispatch
 from ajq.broker.errors import DispatchFailed
 from ajq.broker.events import Events
+from ajq.broker.journal import Journal, JournaledDict
 from ajq.broker.leases import Lease, LeaseTable
+from ajq.broker.queues import QueueBook
 from ajq.broker.registry import Registry
 from ajq.broker.retention import Retention
 from ajq.broker.store import QueueRow, ScheduleRow, Store
@@ -54,16 +59,13 @@ class Broker:
         self.limits = Limits()
         self.started = now.wall
         self.events_endpoint = config.events_endpoint  # the server puts the bound address here
-        self.queues: dict[str, QueueRow] = {}
-        self.counts: defaultdict[str, Counter[str]] = defaultdict(Counter)
-        self.leases = LeaseTable()
-        self.workers = Registry()
+        self.journal = Journal()
+        self.queues = QueueBook(self.journal)
+        self.leases = LeaseTable(self.journal)
+        self.workers = Registry(self.journal)
+        self.waiters = Waiters(self.journal)
+        self.schedules: JournaledDict[str, ScheduleRow] = JournaledDict(self.journal)
         self.events = Events()
-        self.waiters = Waiters()
-        self.schedules: dict[str, ScheduleRow] = {}
-        self.cancelling: set[str] = set()  # active tasks with an acknowledged cancel (table `cancels`)
-        self.dirty: set[str] = set()  # queues that may hold tasks ready now
-        self.next_ready: dict[str, float] = {}  # queue -> wall time its next waiting task is due
         self._replies: list[tuple[bytes, int, Kind, dict[str, Any]]] = []
         self.deliveries: dict[bytes, list[dict[str, Any]]] = {}
         self.finished: list[str] = []
@@ -74,34 +76,23 @@ class Broker:
         self._next_heartbeat = now.mono
         self.retention = Retention()
         self.next_trim = now.mono
-        self.store.begin()
-        self.queue(DEFAULT_QUEUE, now)
-        self.store.commit()
-        self.load(now)
+        self._load(now)
+        if DEFAULT_QUEUE not in self.queues:
+            self.store.begin()
+            self.queue(DEFAULT_QUEUE, now)
+            self.store.commit()
+        self.journal.commit()
 
-    # -- loading ------------------------------------------------------------------------------
-
-    def load(self, now: Now) -> None:
-        """(Re)build the in-memory view from the database: at start and after a failed commit."""
-        self.queues = {q.name: q for q in self.store.queues()}
-        self.counts = defaultdict(Counter)
-        for (queue, state), n in self.store.state_counts().items():
-            self.counts[queue][state] = n
-        self.leases.clear()
-        for worker in self.workers:
-            worker.running.clear()
+    def _load(self, now: Now) -> None:
+        """The in-memory view of the database, at start (never again: rollbacks use the journal)."""
+        self.queues.load(self.store.queues(), self.store.state_counts())
+        leases = []
         for t in self.store.active_tasks():
-            ident = (t.worker or "").encode()
             expires = now.mono + max(0.0, t.lease_expires - now.wall)
-            self.leases.add(Lease(t.id, t.queue, t.type, t.token, t.tries, expires, ident, t.unique_key))
-            worker = self.workers.get(ident)
-            if worker is not None:
-                worker.running.add(t.id)
-        self.cancelling = {t for t in self.store.cancels() if self.leases.get(t) is not None}
-        self.schedules = {s.name: s for s in self.store.schedules()}
-        self.dirty = set(self.queues)
-        self.next_ready.clear()
-        self.retention.forget()
+            ident = (t.worker or "").encode()
+            leases.append(Lease(t.id, t.queue, t.type, t.token, t.tries, expires, ident, t.unique_key))
+        self.leases.load(leases, self.store.cancels())
+        self.schedules.load({s.name: s for s in self.store.schedules()})
 
     # -- the step -----------------------------------------------------------------------------
 
@@ -113,8 +104,6 @@ class Broker:
         self._replies = []
         self.deliveries = {}
         self.finished = []
-        self.waiters.begin_step()
-        cancelling, unsent = set(self.cancelling), list(self.unsent)  # restored if the step rolls back
         messages, taken = iter(inbox), []
         try:
             self.store.begin()
@@ -131,20 +120,21 @@ class Broker:
             self.store.commit()
         except Exception as exc:  # the database failed (BEGIN, a write, COMMIT), or a bug outside a guard
             self.store.rollback()
-            self.cancelling, self.unsent = cancelling, unsent
-            self.waiters.undo_step()
+            self.journal.rollback()
             taken.extend(messages)  # what this step would have read is answered now, not failed again one by one
             return self._after_rollback(exc, taken, now)
+        finally:
+            self.journal.commit()  # memory now agrees with the disk, whichever way the step went
         return self._outgoing(now)
 
     def _dispatch(self, now: Now) -> None:
         """Dispatch, without the queues whose dispatch failed within HOLD_S (dirty again after)."""
         for queue, until in list(self.held_queues.items()):
             if until > now.mono:
-                self.dirty.discard(queue)
+                self.queues.drained(queue)
             else:
                 del self.held_queues[queue]
-                self.dirty.add(queue)
+                self.queues.ready_now(queue)
         try:
             self.dispatch_more = dispatch(self, now, self.limits.max_batch)
         except DispatchFailed as exc:
@@ -157,7 +147,7 @@ class Broker:
         go on. Only a database error that ended the whole transaction fails the whole step."""
         if self.held.get(name, 0.0) > now.mono:
             return
-        events, finished = self.events.mark(), len(self.finished)
+        mark = self._mark()
         try:
             with self.store.savepoint():
                 phase(now)
@@ -166,22 +156,31 @@ class Broker:
                 raise  # SQLite ended the whole transaction: the whole step rolls back
             log.error("the broker's %s could not be written and was undone; tried again in %gs: %s", name, HOLD_S, exc)
             self.held[name] = now.mono + HOLD_S
-            self._undo_phase(events, finished, now)
+            self._undo(mark)
         except Exception as exc:
             cause = exc.__cause__ if isinstance(exc, DispatchFailed) and exc.__cause__ else exc
             what = str(exc) if isinstance(exc, DispatchFailed) else f"the broker's {name}"
             log.error("%s failed and was undone; tried again in %gs", what, HOLD_S, exc_info=cause)
             if not isinstance(exc, DispatchFailed):
                 self.held[name] = now.mono + HOLD_S
-            self._undo_phase(events, finished, now)
+            self._undo(mark)
 
-    def _undo_phase(self, events: int, finished: int, now: Now) -> None:
-        """Memory back to what the database holds after a request's or a phase's savepoint was
-        rolled back: its events and finished tasks dropped, its deliveries (a phase's) undone."""
-        self.events.drop_since(events)
-        del self.finished[finished:]
-        self._undo_deliveries()
-        self.load(now)
+    def _mark(self) -> _Mark:
+        deliveries = {ident: len(tasks) for ident, tasks in self.deliveries.items()}
+        return _Mark(self.journal.mark(), self.events.mark(), len(self.finished), deliveries)
+
+    def _undo(self, mark: _Mark) -> None:
+        """Memory back to `mark`, as the database is after its savepoint was rolled back: the
+        journal played back, and the events, ended tasks and deliveries made since dropped."""
+        self.journal.rollback(mark.journal)
+        self.events.drop_since(mark.events)
+        del self.finished[mark.finished :]
+        for ident in list(self.deliveries):
+            kept = self.deliveries[ident][: mark.deliveries.get(ident, 0)]
+            if kept:
+                self.deliveries[ident] = kept
+            else:
+                del self.deliveries[ident]
 
     def handle(self, ident: bytes, frames: list[bytes], now: Now) -> int:
         """Apply one message; return its weight for the step's bound (the items of its batch, or 1)."""
@@ -199,15 +198,13 @@ class Broker:
         return _weight(frame)
 
     def _apply(self, handler: Handler, ident: bytes, frame: Frame, now: Now) -> None:
-        known, events, finished = len(self.queues), self.events.mark(), len(self.finished)
+        mark = self._mark()
         try:
             check_body(frame.kind, frame.body, self.limits)
             with self.store.savepoint():
                 handler(self, ident, frame, now)
-        except ProtocolError as exc:
-            if len(self.queues) != known:  # a refused SUBMIT named a new queue: its row was rolled back
-                self.queues = {q.name: q for q in self.store.queues()}
-            self.events.drop_since(events)
+        except ProtocolError as exc:  # refused: its savepoint is undone, and so is all it changed in memory
+            self._undo(mark)
             self.reply_error(ident, frame.corr, exc)
         except sqlite3.Error as exc:
             if not self.store.db.in_transaction:
@@ -215,11 +212,11 @@ class Broker:
             # A write of this request failed (a full disk): its savepoint is undone, the rest goes on,
             # so reads and the requests that fit are still answered.
             log.error("request %s could not be written, it alone was undone: %s", frame.kind.value, exc)
-            self._undo_phase(events, finished, now)
+            self._undo(mark)
             self.reply_error(ident, frame.corr, ProtocolError(ErrorCode.INTERNAL, _write_failure(exc)))
         except Exception as exc:  # a bug must cost one request, never the broker
             log.exception("request %s failed; its changes were rolled back", frame.kind.value)
-            self._undo_phase(events, finished, now)
+            self._undo(mark)
             msg = f"the broker failed on this {frame.kind.value} ({type(exc).__name__}: {exc}); nothing was changed"
             self.reply_error(ident, frame.corr, ProtocolError(ErrorCode.INTERNAL, msg))
 
@@ -237,10 +234,7 @@ class Broker:
         for task_id, w in self.waiters.expired(now.mono):
             msg = f"task {task_id} did not end within the wait; call wait() again or get() its state"
             self.reply_error(w.ident, w.corr, ProtocolError(ErrorCode.TIMEOUT, msg))
-        for queue, due in list(self.next_ready.items()):
-            if due <= now.wall:
-                del self.next_ready[queue]
-                self.dirty.add(queue)
+        self.queues.wake_due(now.wall)
         cron.fire_due(self, now)
         if now.mono >= self.next_trim:
             self.next_trim = now.mono + self.retention.trim(self, now)
@@ -254,7 +248,7 @@ class Broker:
         for mono in (self.leases.next_expiry(), self.waiters.next_expiry(), self.workers.next_departure()):
             if mono is not None:
                 times.append(mono - now.mono)
-        for wall in (min(self.next_ready.values(), default=None), cron.next_due(self)):
+        for wall in (self.queues.next_wake(), cron.next_due(self)):
             if wall is not None:
                 times.append(wall - now.wall)
         return max(0.0, min(times))
@@ -277,23 +271,12 @@ class Broker:
                 d.retention_s, d.dead_max, d.dead_retention_s, d.backoff_s,
             )  # fmt: skip
             self.store.put_queue(q)
-            self.queues[name] = q
+            self.queues.put(q)
         return q
 
     def new_token(self) -> int:
         """A random 63-bit lease token: unguessable, so only the lease holder can answer for it."""
         return secrets.randbits(63)
-
-    def move(self, queue: str, old: str, new: str, n: int = 1) -> None:
-        counts = self.counts[queue]
-        counts[old] -= n
-        counts[new] += n
-
-    def wake_queue(self, queue: str, ready_at: float, now: Now) -> None:
-        if ready_at <= now.wall:
-            self.dirty.add(queue)
-        elif ready_at < self.next_ready.get(queue, float("inf")):
-            self.next_ready[queue] = ready_at
 
     # -- replies ------------------------------------------------------------------------------
 
@@ -352,9 +335,10 @@ class Broker:
             if corr and (ident, corr) not in answered:
                 replies.append((ident, corr, Kind.ERROR, internal))
         self._replies = replies
-        self._undo_deliveries()
+        self.deliveries = {}  # their credit was given back by the journal
         self.events.take()
-        self.load(now)
+        self.queues.all_dirty()  # the hints are not journaled: read every queue again
+        self.retention.forget()
         for m in reads:
             self.handle(m[0], m[1:], now)
         return self._outgoing(now)
@@ -365,14 +349,6 @@ class Broker:
         except ProtocolError:
             return False
 
-    def _undo_deliveries(self) -> None:
-        """Deliveries of an undone step or phase are not sent; their workers get the credit back."""
-        for ident, tasks in self.deliveries.items():
-            worker = self.workers.get(ident)
-            if worker is not None:
-                worker.credit += len(tasks)
-        self.deliveries = {}
-
     def undeliverable(self, out: Outgoing) -> None:
         """A peer we could not send to (its connection is gone): settled at the next step."""
         self.unsent.append((out.ident, out.task_ids or []))
@@ -381,6 +357,9 @@ class Broker:
         """Deliveries that never left are released (no try used); a worker we can no longer reach
         is dropped, and the tasks it was running go back once the lease bound has passed since its
         last message (its children may run until then), unless it registers again first."""
+        if not self.unsent:
+            return
+        self.journal.record(setattr, self, "unsent", self.unsent)
         for ident, task_ids in self.unsent:
             for task_id in task_ids:
                 lease = self.leases.get(task_id)
@@ -416,6 +395,16 @@ def _weight(frame: Frame) -> int:
             if isinstance(items, list):
                 return max(1, len(items))
     return 1
+
+
+@dataclass(frozen=True, slots=True)
+class _Mark:
+    """Where memory stood before a request or a phase, to return to if it is undone."""
+
+    journal: int
+    events: int
+    finished: int
+    deliveries: dict[bytes, int]
 
 
 @dataclass(frozen=True, slots=True)

@@ -44,14 +44,14 @@ def next_due(b: Broker) -> float | None:
 
 def fire_due(b: Broker, now: Now) -> None:
     """Submit one task for every schedule that is due (once, however many runs were missed)."""
-    for s in list(b.schedules.values()):
+    for s in list(b.schedules.values()):  # a copy: firing puts the schedule's next run
         if s.next_run > now.wall:
             continue
         [task_id] = new_ids(1)
         queue = b.queue(s.queue, now).name
         b.store.insert_tasks(queue, [NewTask(task_id, s.type, s.payload, ready_at=now.wall)], now.wall)
-        b.counts[queue][TaskState.NEW] += 1
-        b.dirty.add(queue)
+        b.queues.transition(queue, None, TaskState.NEW)
+        b.queues.ready_now(queue)
         b.events.emit(task_id, queue, s.type, TaskState.NEW, 0, None, now.wall)
         fired = ScheduleRow(
             s.name, s.cron, s.type, s.payload, s.queue, next_run(s.cron, now.wall), now.wall, task_id, s.created_at

@@ -4,7 +4,7 @@ Each worker's credit is shared among its queues by their weights (smooth weighte
 exact shares, no randomness) or, for a `strict` worker, in priority order. Only queues marked
 dirty (they may hold ready tasks) are read, so an idle broker runs no query. A queue stays dirty
 until a read returns fewer tasks than asked; its next due time (retries, scheduled tasks) is
-then kept in `next_ready`.
+then kept by the `QueueBook`.
 """
 
 from __future__ import annotations
@@ -33,12 +33,13 @@ def dispatch(b: Broker, now: Now, most: int) -> bool:
     left = most
     for prefetch in (False, True):
         for worker in b.workers.with_credit():
-            while b.dirty and worker.credit > 0:
+            while b.queues.dirty and worker.credit > 0:
                 if left <= 0:
                     return True
-                budget = worker.credit if prefetch else min(worker.credit, worker.procs - len(worker.running))
-                budget = min(budget, left)
-                eligible = [q for q in worker.queues if q in b.dirty and _open(b, q) and _room(b, q) > 0]
+                idle = worker.procs - len(b.leases.held_by(worker.ident))
+                budget = min(worker.credit if prefetch else min(worker.credit, idle), left)
+                dirty = b.queues.dirty
+                eligible = [q for q in worker.queues if q in dirty and _open(b, q) and _room(b, q) > 0]
                 credit = worker.credit
                 if budget <= 0 or not eligible or not _serve(b, worker, eligible, budget, now):
                     break
@@ -50,14 +51,14 @@ def _open(b: Broker, queue: str) -> bool:
     """A dirty queue that is paused or gone leaves `dirty`: resume marks it dirty again."""
     q = b.queues.get(queue)
     if q is None or q.paused:
-        b.dirty.discard(queue)
+        b.queues.drained(queue)
         return False
     return True
 
 
 def _room(b: Broker, queue: str) -> int:
     """Leases the queue may still grant now under its max_concurrent (the queue is open)."""
-    return b.queues[queue].max_concurrent - b.counts[queue][TaskState.ACTIVE]
+    return b.queues[queue].max_concurrent - b.queues.count(queue, TaskState.ACTIVE)
 
 
 def _serve(b: Broker, worker: WorkerState, eligible: list[str], budget: int, now: Now) -> bool:
@@ -75,11 +76,11 @@ def _serve(b: Broker, worker: WorkerState, eligible: list[str], budget: int, now
             raise DispatchFailed(queue) from exc
         progress = progress or bool(rows)
         if len(rows) < n:  # drained: nothing more is ready in this queue now
-            b.dirty.discard(queue)
+            b.queues.drained(queue)
             progress = True
             due = b.store.next_ready_at(queue)
             if due is not None:
-                b.wake_queue(queue, due, now)
+                b.queues.wake(queue, due, now.wall)
     return progress
 
 
@@ -144,14 +145,13 @@ def _lease(
     expires_wall = now.wall + lease_s
     updates = []
     out = b.deliveries.setdefault(worker.ident, [])
+    b.workers.spend(worker, len(rows))
     for row in rows:
-        worker.credit -= 1
         token = b.new_token()
         tries = row.tries + 1
         updates.append((token, expires_wall, worker.worker_id, now.wall, row.seq))
         b.leases.add(Lease(row.id, queue, row.type, token, tries, now.mono + lease_s, worker.ident, row.unique_key))
-        worker.running.add(row.id)
-        b.move(queue, row.state, TaskState.ACTIVE)
+        b.queues.transition(queue, row.state, TaskState.ACTIVE)
         b.events.emit(row.id, queue, row.type, TaskState.ACTIVE, tries, None, now.wall)
         item = _delivery(row, queue, token, tries, q.max_tries, q.max_run_time_s)
         if row.id in results:

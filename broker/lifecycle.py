@@ -18,36 +18,33 @@ MAX_BACKOFF_S = 600.0  # the longest wait fail_unanswered gives a try
 
 
 def end_lease(b: Broker, lease: Lease) -> None:
-    b.leases.pop(lease.task_id)
-    if lease.task_id in b.cancelling:
-        b.cancelling.discard(lease.task_id)
+    """The lease leaves the table, and its cancel row with it."""
+    if b.leases.cancelled(lease.task_id):
         b.store.drop_cancels([lease.task_id])
-    worker = b.workers.get(lease.worker)
-    if worker is not None:
-        worker.running.discard(lease.task_id)
+    b.leases.pop(lease.task_id)
 
 
 def finish(b: Broker, lease: Lease, state: str, result: bytes | None, error: str | None, now: Now) -> None:
     """The lease ends the task: complete, terminated or dead."""
-    if lease.task_id in b.cancelling and state != TaskState.COMPLETE:
+    if b.leases.cancelled(lease.task_id) and state != TaskState.COMPLETE:
         state, error = TaskState.TERMINATED, CANCELLED_ERROR
     end_lease(b, lease)
     b.store.finish([(state, result, error, now.wall, lease.task_id)])
-    b.move(lease.queue, TaskState.ACTIVE, state)
+    b.queues.transition(lease.queue, TaskState.ACTIVE, state)
     ended(b, lease.task_id, lease.queue, lease.type, state, lease.tries, error, lease.unique_key is not None, now)
 
 
 def fail(b: Broker, lease: Lease, error: str, retry_in_s: float, now: Now) -> None:
     """A failed try: wait and retry, or `dead` when the queue's max_tries are used up."""
     q = b.queues.get(lease.queue)
-    if lease.task_id in b.cancelling or (q is not None and q.max_tries != -1 and lease.tries >= q.max_tries):
+    if b.leases.cancelled(lease.task_id) or (q is not None and q.max_tries != -1 and lease.tries >= q.max_tries):
         finish(b, lease, TaskState.DEAD, None, error, now)
         return
     end_lease(b, lease)
     ready_at = now.wall + retry_in_s
     b.store.retry([(ready_at, error, lease.task_id)])
-    b.move(lease.queue, TaskState.ACTIVE, TaskState.RETRY)
-    b.wake_queue(lease.queue, ready_at, now)
+    b.queues.transition(lease.queue, TaskState.ACTIVE, TaskState.RETRY)
+    b.queues.wake(lease.queue, ready_at, now.wall)
     b.events.emit(lease.task_id, lease.queue, lease.type, TaskState.RETRY, lease.tries, error, now.wall)
 
 
@@ -62,14 +59,14 @@ def fail_unanswered(b: Broker, lease: Lease, error: str, now: Now) -> None:
 
 def release(b: Broker, lease: Lease, now: Now) -> None:
     """Hand a task back without using a try (a worker shutting down before running it)."""
-    if lease.task_id in b.cancelling:
+    if b.leases.cancelled(lease.task_id):
         finish(b, lease, TaskState.TERMINATED, None, CANCELLED_ERROR, now)
         return
     end_lease(b, lease)
     b.store.unlease([(now.wall, lease.task_id)])
     state = TaskState.RETRY if lease.tries > 1 else TaskState.NEW
-    b.move(lease.queue, TaskState.ACTIVE, state)
-    b.dirty.add(lease.queue)
+    b.queues.transition(lease.queue, TaskState.ACTIVE, state)
+    b.queues.ready_now(lease.queue)
     b.events.emit(lease.task_id, lease.queue, lease.type, state, lease.tries - 1, None, now.wall)
 
 
@@ -88,7 +85,7 @@ def ended(
 def resolve_dependants(b: Broker, parent: str, state: str, now: Now) -> None:
     """Tasks blocked on `parent` run once all their parents completed; any other end makes them
     (and, in turn, their own dependants) unreachable. A worklist, not recursion: chains can be long."""
-    if not any(counts[TaskState.BLOCKED] for counts in b.counts.values()):
+    if not b.queues.any_blocked():
         return  # a dependency link lives only while its child is blocked: none, so no query per task
     work = [(parent, state)]
     while work:
@@ -102,14 +99,14 @@ def resolve_dependants(b: Broker, parent: str, state: str, now: Now) -> None:
             if state == TaskState.COMPLETE:
                 if not b.store.has_parents(child.id):
                     b.store.make_ready([child.id], now.wall)
-                    b.move(child.queue, TaskState.BLOCKED, TaskState.NEW)
-                    b.dirty.add(child.queue)
+                    b.queues.transition(child.queue, TaskState.BLOCKED, TaskState.NEW)
+                    b.queues.ready_now(child.queue)
                     b.events.emit(child.id, child.queue, child.type, TaskState.NEW, 0, None, now.wall)
                 continue
             error = f"it depends on task {parent}, which ended {state}"
             b.store.drop_child(child.id)
             b.store.end_waiting([child.id], TaskState.UNREACHABLE, error, now.wall)
-            b.move(child.queue, TaskState.BLOCKED, TaskState.UNREACHABLE)
+            b.queues.transition(child.queue, TaskState.BLOCKED, TaskState.UNREACHABLE)
             b.finished.append(child.id)
             if child.unique_key:
                 b.store.release_uniques([child.id])
@@ -125,5 +122,5 @@ def end_unstarted(b: Broker, briefs: list[TaskBrief], state: str, error: str, no
     for t in briefs:
         if t.state == TaskState.BLOCKED:
             b.store.drop_child(t.id)
-        b.move(t.queue, t.state, state)
+        b.queues.transition(t.queue, t.state, state)
         ended(b, t.id, t.queue, t.type, state, t.tries, error, t.unique_key is not None, now)

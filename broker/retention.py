@@ -6,6 +6,7 @@ whose oldest ended task is not yet due waits, without a query, until it is."""
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import TYPE_CHECKING
 
 from ajq.broker.store import QueueRow
@@ -38,13 +39,13 @@ class Retention:
     def trim(self, b: Broker, now: Now) -> float:
         """Delete one batch per due queue and rule; return seconds until the next pass."""
         backlog = False
-        for q in list(b.queues.values()):
-            counts = b.counts[q.name]
-            ended = sum(counts[s] for s in ENDED)
-            if not ended and not counts[TaskState.DEAD]:
+        for q in b.queues:
+            ended = sum(b.queues.count(q.name, s) for s in ENDED)
+            dead = b.queues.count(q.name, TaskState.DEAD)
+            if not ended and not dead:
                 self._due.pop(q.name, None)
                 continue
-            if self._due.get(q.name, now.wall) > now.wall and counts[TaskState.DEAD] <= q.dead_max:
+            if self._due.get(q.name, now.wall) > now.wall and dead <= q.dead_max:
                 continue
             full = self._trim_queue(b, q, now)
             backlog = backlog or full
@@ -53,26 +54,28 @@ class Retention:
 
     def _trim_queue(self, b: Broker, q: QueueRow, now: Now) -> bool:
         """One batch of each rule for `q`; True when a rule has more to delete."""
-        counts = b.counts[q.name]
+        queues = b.queues
         ended: list[str] = []
-        if any(counts[s] for s in ENDED):
+        if any(queues.count(q.name, s) for s in ENDED):
             ended = b.store.trim(q.name, ENDED, now.wall - q.retention_s, BATCH)
-        for state in ended:
-            counts[state] -= 1
+        for state, n in Counter(ended).items():
+            queues.transition(q.name, state, None, n)
         dead: list[str] = []
-        if counts[TaskState.DEAD]:
+        if queues.count(q.name, TaskState.DEAD):
             dead = b.store.trim(q.name, (TaskState.DEAD,), now.wall - q.dead_retention_s, BATCH)
-        counts[TaskState.DEAD] -= len(dead)
-        excess = counts[TaskState.DEAD] - q.dead_max
+            queues.transition(q.name, TaskState.DEAD, None, len(dead))
+        excess = queues.count(q.name, TaskState.DEAD) - q.dead_max
         if excess > 0:
-            counts[TaskState.DEAD] -= b.store.trim_oldest(q.name, TaskState.DEAD, min(excess, BATCH))
+            trimmed = b.store.trim_oldest(q.name, TaskState.DEAD, min(excess, BATCH))
+            queues.transition(q.name, TaskState.DEAD, None, trimmed)
         return len(ended) == BATCH or len(dead) == BATCH or excess > BATCH
 
     def _next_due(self, b: Broker, q: QueueRow, now: Now) -> float:
         """When `q`'s oldest remaining ended or dead task passes its retention (never before a second)."""
-        counts = b.counts[q.name]
         keep = [(s, q.retention_s) for s in ENDED] + [(TaskState.DEAD, q.dead_retention_s)]
         due = [
-            t + seconds for s, seconds in keep if counts[s] and (t := b.store.oldest_finished(q.name, s)) is not None
+            t + seconds
+            for s, seconds in keep
+            if b.queues.count(q.name, s) and (t := b.store.oldest_finished(q.name, s)) is not None
         ]
         return max(now.wall + EVERY_S, min(due, default=now.wall + EVERY_S))

@@ -5,8 +5,10 @@ from __future__ import annotations
 import heapq
 from dataclasses import dataclass
 
+from ajq.broker.journal import Journal
 
-@dataclass(slots=True)
+
+@dataclass(slots=True, eq=False)  # compared by identity: two WAITs alike are still two
 class Waiter:
     ident: bytes
     corr: int
@@ -18,20 +20,23 @@ SLACK = 1024  # stale heap entries allowed beyond one per live waiter before the
 
 class Waiters:
     """Parked WAITs by task, with an expiry heap rebuilt when answered waiters' stale entries
-    outnumber the live ones (as in leases.py), so memory follows the waits parked now."""
+    outnumber the live ones (as in leases.py), so memory follows the waits parked now.
 
-    def __init__(self) -> None:
+    Only parking is journaled: a WAIT of a step that rolls back was answered INTERNAL, so it waits
+    no more. A waiter answered (its task ended, its time ran out) stays answered whatever happens."""
+
+    def __init__(self, journal: Journal) -> None:
+        self._journal = journal
         self._by_task: dict[str, list[Waiter]] = {}
         self._heap: list[tuple[float, str]] = []
         self._live = 0
-        self._added: list[tuple[str, Waiter]] = []  # in the current step, undone if it rolls back
 
     def add(self, task_id: str, ident: bytes, corr: int, expires: float) -> None:
         waiter = Waiter(ident, corr, expires)
         self._by_task.setdefault(task_id, []).append(waiter)
         heapq.heappush(self._heap, (expires, task_id))
         self._live += 1
-        self._added.append((task_id, waiter))
+        self._journal.record(self._unpark, task_id, waiter)
         if len(self._heap) > 2 * self._live + SLACK:
             self._heap = [(w.expires, t) for t, ws in self._by_task.items() for w in ws]
             heapq.heapify(self._heap)
@@ -43,19 +48,13 @@ class Waiters:
         """Entries in the expiry heap, stale ones included (bounded by 2 x live + SLACK)."""
         return len(self._heap)
 
-    def begin_step(self) -> None:
-        self._added = []
-
-    def undo_step(self) -> None:
-        """The step rolled back: its WAITs were answered INTERNAL, so they wait no more."""
-        for task_id, waiter in self._added:
-            waiters = self._by_task.get(task_id, [])
-            if waiter in waiters:
-                waiters.remove(waiter)
-                self._live -= 1
-            if not waiters:
-                self._by_task.pop(task_id, None)
-        self._added = []
+    def _unpark(self, task_id: str, waiter: Waiter) -> None:
+        waiters = self._by_task.get(task_id, [])
+        if waiter in waiters:
+            waiters.remove(waiter)
+            self._live -= 1
+        if not waiters:
+            self._by_task.pop(task_id, None)
 
     def pop(self, task_id: str) -> list[Waiter]:
         waiters = self._by_task.pop(task_id, [])

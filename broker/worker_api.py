@@ -50,9 +50,9 @@ def hello(b: Broker, ident: bytes, frame: Frame, now: Now) -> None:
         strict=bool(body.get("strict")),
         since=now.wall,
         last_seen=now.mono,
-        running={lease.task_id for lease in b.leases.of_worker(ident)},
     )
     b.workers.add(worker)
+    running = sorted(b.leases.held_by(ident))
     b.reply(
         ident,
         frame.corr,
@@ -62,15 +62,14 @@ def hello(b: Broker, ident: bytes, frame: Frame, now: Now) -> None:
             "lease_grace_s": b.config.lease_grace_s,
             "max_frame_bytes": b.limits.max_frame_bytes,
             "max_batch": b.limits.max_batch,
-            "running": sorted(worker.running),
+            "running": running,
             "unused_queues": unused,
         },
     )
     # Cancels acknowledged before a broker restart or this reconnect are told again, after the welcome.
-    for task_id in sorted(worker.running & b.cancelling):
-        lease = b.leases.get(task_id)
-        if lease is not None:
-            b.send(ident, Kind.CANCEL, {"id": task_id, "token": lease.token})
+    for lease in b.leases.of_worker(ident):
+        if b.leases.cancelled(lease.task_id):
+            b.send(ident, Kind.CANCEL, {"id": lease.task_id, "token": lease.token})
 
 
 def _unused(b: Broker, name: str) -> bool:
@@ -85,23 +84,24 @@ def _unused(b: Broker, name: str) -> bool:
         defaults.max_concurrent, defaults.max_run_time_s, defaults.max_tries,
     )  # fmt: skip
     scheduled = any(s.queue == name for s in b.schedules.values())
-    return untouched and not scheduled and not any(b.counts[name].values())
+    return untouched and not scheduled and not b.queues.counts(name)
 
 
 def credit(b: Broker, ident: bytes, frame: Frame, now: Now) -> None:
     worker = _registered(b, ident, now)
-    _check_credit(worker, frame.body["n"])
+    _check_credit(b, worker, frame.body["n"])
     worker.credit += frame.body["n"]
     worker.paused = False
 
 
-def _check_credit(worker: WorkerState, n: int) -> None:
+def _check_credit(b: Broker, worker: WorkerState, n: int) -> None:
     """Refuse credit that would let the worker hold more than its processes and their prefetch."""
     most = max_credit(worker.procs)
-    if worker.credit + len(worker.running) + n > most:
+    holding = worker.credit + len(b.leases.held_by(worker.ident)) + n
+    if holding > most:
         raise ProtocolError(
             ErrorCode.BAD_FIELD,
-            f"credit {n} would let this worker hold {worker.credit + len(worker.running) + n} tasks, more than "
+            f"credit {n} would let this worker hold {holding} tasks, more than "
             f"{most} ({worker.procs} processes, {MAX_PREFETCH_PER_PROC} ready each): ask only for free slots",
         )
 
@@ -140,7 +140,7 @@ def results(b: Broker, ident: bytes, frame: Frame, now: Now) -> None:
         _not_registered(b, ident)
         return
     try:
-        _check_credit(worker, frame.body.get("credit", 0))
+        _check_credit(b, worker, frame.body.get("credit", 0))
     except ProtocolError as exc:  # the outcomes stand; only the credit is refused
         b.reply_error(ident, 0, exc)
         return
@@ -162,7 +162,7 @@ def _late_but_current(b: Broker, item: dict[str, Any], now: Now) -> bool:
     state = TaskState.COMPLETE if item["outcome"] == "complete" else TaskState.TERMINATED
     error = None if state == TaskState.COMPLETE else cut(item.get("error")) or "terminated by its handler"
     b.store.finish([(state, item.get("result"), error, now.wall, row.id)])
-    b.move(row.queue, row.state, state)
+    b.queues.transition(row.queue, row.state, state)
     lifecycle.ended(b, row.id, row.queue, row.type, state, row.tries, error, row.unique_key is not None, now)
     return True
 

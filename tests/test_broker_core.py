@@ -74,7 +74,7 @@ def test_max_concurrent_bounds_leases_across_workers(rig: Rig) -> None:
     result = {"id": t["id"], "token": t["token"], "outcome": "complete", "result": encode_value("ok")}
     out = rig.step((ident, Kind.RESULTS, {"results": [result], "credit": 1}))
     assert len(delivered(out, W1) + delivered(out, W2)) == 1
-    assert rig.broker.counts["Q"]["active"] == 3
+    assert rig.broker.queues.count("Q", "active") == 3
 
 
 def test_expired_lease_is_a_failed_try_and_the_old_token_is_refused(rig: Rig) -> None:
@@ -146,7 +146,7 @@ def test_restart_recovers_leases_and_counts_from_disk(rig: Rig, tmp_path: Path) 
     rig.submit("Q", 3)
     rig.hello(W1, ["Q"], 2)
     reopened = Broker(Store(str(tmp_path / "core.db")), rig.broker.config, rig.now)
-    assert reopened.counts["Q"]["active"] == 2 and reopened.counts["Q"]["new"] == 1
+    assert reopened.queues.count("Q", "active") == 2 and reopened.queues.count("Q", "new") == 1
     assert len(reopened.leases) == 2
 
 
@@ -240,13 +240,13 @@ def test_cron_fires_once_per_match_and_catches_up_once_after_downtime(rig: Rig, 
     rig.advance(first - rig.now.wall)
     rig.step()
     rig.step()
-    assert rig.broker.counts["Q"]["new"] == 1
+    assert rig.broker.queues.count("Q", "new") == 1
     # When the broker was down for an hour (6 matches missed), Then a restart fires one catch-up run.
     rig.advance(3600)
     reopened = Broker(Store(str(tmp_path / "core.db")), rig.broker.config, rig.now)
     reopened.step([], rig.now)
     reopened.step([], rig.now)
-    assert reopened.counts["Q"]["new"] == 2
+    assert reopened.queues.count("Q", "new") == 2
     assert reopened.schedules["report"].next_run > rig.now.wall
 
 
@@ -306,7 +306,7 @@ def test_a_late_complete_on_a_try_that_expired_is_taken_while_the_task_waits_to_
     [(_, reply)] = rig.step((W1, Kind.RESULTS, {"results": [done]}))
     assert reply.body["data"]["accepted"] == [task_id]
     row = rig.store.get_task(task_id)
-    assert row is not None and row.state == "complete" and rig.broker.counts["Q"]["retry"] == 0
+    assert row is not None and row.state == "complete" and rig.broker.queues.count("Q", "retry") == 0
 
 
 def test_a_late_complete_does_not_revive_a_dead_task(rig: Rig) -> None:
@@ -329,7 +329,7 @@ def test_a_late_complete_does_not_revive_a_dead_task(rig: Rig) -> None:
     assert reply.body["data"]["accepted"] == []
     assert [code for _, code, _ in reply.body["data"]["refused"]] == [ErrorCode.STALE_LEASE]
     parent, dependant = rig.store.get_task(task_id), rig.store.get_task(child_id)
-    assert parent is not None and parent.state == "dead" and rig.broker.counts["Q"]["dead"] == 1
+    assert parent is not None and parent.state == "dead" and rig.broker.queues.count("Q", "dead") == 1
     assert dependant is not None and dependant.state == "unreachable"
 
 
@@ -570,7 +570,7 @@ def test_idle_queues_cost_no_query_and_ended_tasks_are_trimmed_when_due(rig: Rig
         statements.clear()
         rig.advance(11.0)
         rig.step()
-        assert rig.broker.counts["Q"]["complete"] == 0
+        assert rig.broker.queues.count("Q", "complete") == 0
         assert rig.store.get_task(t["id"]) is None
     finally:
         rig.store.db.set_trace_callback(None)
@@ -589,7 +589,7 @@ def test_a_step_whose_begin_fails_costs_that_step_only(rig: Rig, tmp_path: Path)
     other.close()
     # And once the lock is gone, the next step is applied, with nothing of the failed one.
     assert len(rig.submit("Q", 1)) == 1
-    assert rig.broker.counts["Q"]["new"] == 1
+    assert rig.broker.queues.count("Q", "new") == 1
 
 
 def test_a_queue_whose_dispatch_fails_waits_while_the_others_are_served(rig: Rig, tmp_path: Path) -> None:
@@ -610,7 +610,7 @@ def test_a_queue_whose_dispatch_fails_waits_while_the_others_are_served(rig: Rig
     # Then the request is answered, B's tasks are handed out, and A's waits (the broker is serving).
     assert any(f.kind is Kind.REPLY and f.body["data"].get("id") == parent for _, f in out)
     assert sorted(t["queue"] for t in delivered(out, W1)) == ["B", "B", "B"]
-    assert rig.broker.counts["A"]["new"] == 1 and rig.broker.counts["B"]["active"] == 3
+    assert rig.broker.queues.count("A", "new") == 1 and rig.broker.queues.count("B", "active") == 3
     # And once the row is mended, A is tried again after the hold and its task goes out.
     with sqlite3.connect(tmp_path / "core.db") as db:
         db.execute("UPDATE tasks SET parents = ? WHERE queue = 'A'", (encode_value([parent]),))
@@ -629,13 +629,13 @@ def test_failing_timers_are_undone_and_logged_and_the_broker_serves(rig: Rig, tm
     # When it falls due, Then firing it fails, nothing of it is kept, and a submit in the step is applied.
     rig.advance(61)
     assert len(rig.submit("Q", 1)) == 1
-    assert rig.broker.counts["Q"]["new"] == 1
+    assert rig.broker.queues.count("Q", "new") == 1
     assert rig.store.state_counts() == {("Q", "new"): 1}
     # And the broker goes on serving: the next steps answer, the timers wait their hold, then retry.
     assert len(rig.submit("Q", 1)) == 1
     rig.advance(1.1)
     assert len(rig.submit("Q", 1)) == 1
-    assert rig.broker.counts["Q"]["new"] == 3 == sum(rig.store.state_counts().values())
+    assert rig.broker.queues.count("Q", "new") == 3 == sum(rig.store.state_counts().values())
 
 
 def test_one_step_builds_a_bounded_number_of_rows(rig: Rig) -> None:
@@ -645,14 +645,14 @@ def test_one_step_builds_a_bounded_number_of_rows(rig: Rig) -> None:
     inbox = iter([[C, encode(Kind.SUBMIT, i + 1, {"queue": "Q", "tasks": tasks})] for i in range(4)])
     # When four full SUBMITs wait, Then one step takes two of them and leaves two waiting.
     rig.broker.step(inbox, rig.now)
-    assert rig.broker.counts["Q"]["new"] == 10
+    assert rig.broker.queues.count("Q", "new") == 10
     assert len(list(inbox)) == 2
     # And dispatch leases at most one batch per step, and asks to step again at once while more is ready.
     out = rig.hello(W1, ["Q"], 10)
     assert len(delivered(out, W1)) == 5
     assert rig.broker.wake_in(rig.now) == 0.0
     assert len(delivered(rig.step(), W1)) == 5
-    assert rig.broker.counts["Q"]["active"] == 10
+    assert rig.broker.queues.count("Q", "active") == 10
 
 
 def test_a_try_that_gets_no_answer_backs_off_doubling_per_try(rig: Rig) -> None:

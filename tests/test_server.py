@@ -54,9 +54,9 @@ def test_messages_past_the_row_bound_go_first_at_the_next_turn(server: Server) -
             dealer.send(encode(Kind.SUBMIT, corr, {"queue": "Q", "tasks": tasks}))
         # When the loop turns, Then each turn applies two of them, in the order they came.
         server.turn()
-        assert server.broker.counts["Q"]["new"] == 10
+        assert server.broker.queues.count("Q", "new") == 10
         server.turn()
-        assert server.broker.counts["Q"]["new"] == 20
+        assert server.broker.queues.count("Q", "new") == 20
         replies = [decode([dealer.recv()]) for _ in range(4)]
         assert [f.corr for f in replies] == [1, 2, 3, 4]
     finally:

@@ -87,7 +87,7 @@ def test_a_wall_clock_step_ends_no_lease_fires_no_storm_and_strands_no_task(clus
     cluster.run_for(120)
     # Then the running lease still holds, the retry ran within its delay (twice it, at most, while
     # the steady clock catches up), and the schedule fired about once a minute, not 60 times.
-    fired = cluster.broker.counts["T"]["new"]
+    fired = cluster.broker.queues.count("T", "new")
     retried = [t for t in cluster.delivered[2:] if t["id"] == failing["id"]]
     info = cluster.step((C, Kind.GET, {"id": running["id"]}))[0]
     assert isinstance(info, dict)
