@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import zmq
@@ -19,6 +20,14 @@ from ajq.protocol.roles import DIRECTORIES, Role
 log = logging.getLogger("ajq.broker")
 LOG_EVERY_S = 60.0  # a refused address is logged at most once a minute
 MAX_LOGGED = 10_000  # refused addresses remembered for that; past it, the older ones are forgotten
+
+
+@dataclass(frozen=True, slots=True)
+class Peer:
+    """Who sent a message, as CURVE proved it: the key's role and its public key (z85 text)."""
+
+    role: Role
+    key: str
 
 
 class Gatekeeper(ThreadAuthenticator):
@@ -36,15 +45,19 @@ class Gatekeeper(ThreadAuthenticator):
 
     def callback(self, domain: str, key: bytes) -> bool:
         """pyzmq's credentials provider hook: is this z85 public key one we admit?"""
-        role = self.roles.get(key)
-        if role is None:
-            now = time.monotonic()
-            if now - self._logged.get(self._address, -LOG_EVERY_S) >= LOG_EVERY_S:
-                if len(self._logged) >= MAX_LOGGED:  # strangers from many addresses cost bounded memory
-                    self._logged = self._recent(now)
-                self._logged[self._address] = now
-                log.warning("refused a connection from %s: its key %s is not authorized", self._address, key.decode())
-        return role is not None
+        if self.roles.get(key) is None:
+            self._refused(f"its key {key.decode()} is not authorized")
+            return False
+        return True
+
+    def _refused(self, why: str) -> None:
+        """Log a refused connection, at most once a minute per address."""
+        now = time.monotonic()
+        if now - self._logged.get(self._address, -LOG_EVERY_S) >= LOG_EVERY_S:
+            if len(self._logged) >= MAX_LOGGED:  # strangers from many addresses cost bounded memory
+                self._logged = self._recent(now)
+            self._logged[self._address] = now
+            log.warning("refused a connection from %s: %s", self._address, why)
 
     def _recent(self, now: float) -> dict[str, float]:
         """The refused addresses logged within the minute, at most the newer half of MAX_LOGGED."""
@@ -52,8 +65,9 @@ class Gatekeeper(ThreadAuthenticator):
         return {a: t for t, a in recent[-MAX_LOGGED // 2 :]}
 
     def curve_user_id(self, client_public_key: bytes) -> str:
-        """The User-Id ZeroMQ attaches to each of the peer's messages: its role."""
-        return self.roles[z85.encode(client_public_key)].name
+        """The User-Id ZeroMQ attaches to each of the peer's messages: its role and key."""
+        key = z85.encode(client_public_key)
+        return f"{self.roles[key].name}:{key.decode()}"
 
     def start_admitting(self) -> None:
         self.start()
@@ -82,6 +96,10 @@ def load_roles(directory: str) -> dict[bytes, Role]:
     return roles
 
 
-def role_of(user_id: object) -> Role:
-    """The role ZeroMQ reported for a message's sender (set by Gatekeeper.curve_user_id)."""
-    return Role[user_id] if isinstance(user_id, str) and user_id in Role.__members__ else Role.CLIENT
+def peer_of(user_id: object) -> Peer:
+    """Who ZeroMQ reported as a message's sender (set by Gatekeeper.curve_user_id): an id that is
+    not ours gets the least role and no key."""
+    role, _, key = user_id.partition(":") if isinstance(user_id, str) else ("", "", "")
+    if role not in Role.__members__ or not key:
+        return Peer(Role.CLIENT, "")
+    return Peer(Role[role], key)

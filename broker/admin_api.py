@@ -7,7 +7,7 @@ import os
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from ajq.broker import cron, lifecycle
+from ajq.broker import cron, lifecycle, ownership
 from ajq.broker.client_api import find_queue, find_task, queue_info, task_info
 from ajq.protocol import CANCELLED_ERROR, FINAL_STATES, ErrorCode, Frame, Kind, ProtocolError, TaskState
 from ajq.protocol.clock import Now
@@ -66,7 +66,7 @@ def _file_size(path: str) -> int:
 def cancel(b: Broker, ident: bytes, frame: Frame, now: Now) -> None:
     """A waiting task ends `terminated` now; a running one once its worker has killed it. The cancel
     is written before the reply, so a broker restart tells the worker again (see `worker_api.hello`)."""
-    row = find_task(b, frame.body["id"])
+    row = find_task(b, frame.body["id"], ident)
     if row.state == TaskState.ACTIVE:
         lease = b.leases.get(row.id)
         if lease is not None:
@@ -85,7 +85,10 @@ def task_list(b: Broker, ident: bytes, frame: Frame, now: Now) -> None:
     state = body.get("state")
     if state is not None and state not in STATES:
         raise ProtocolError(ErrorCode.BAD_FIELD, f"unknown state {state!r}: use one of {', '.join(sorted(STATES))}")
-    rows = b.store.list_tasks(body.get("queue"), state, body.get("type"), body.get("before"), body.get("limit", 50))
+    owner = ownership.own_only(b, ident)  # a client key lists only its own tasks
+    rows = b.store.list_tasks(
+        body.get("queue"), state, body.get("type"), body.get("before"), body.get("limit", 50), owner
+    )
     b.reply(ident, frame.corr, [task_info(r) for r in rows])
 
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgpack
 
+from ajq.broker import ownership
 from ajq.broker.errors import DuplicateTaskId
 from ajq.broker.store import NewTask, QueueRow, TaskRow
 from ajq.protocol import FINAL_STATES, ErrorCode, Frame, Kind, ProtocolError, TaskState
@@ -32,11 +33,12 @@ def submit(b: Broker, ident: bytes, frame: Frame, now: Now) -> None:
     ids = [t["id"] if "id" in t else next(generated) for t in tasks]
     if len(set(ids)) != len(ids):
         raise ProtocolError(ErrorCode.DUPLICATE, "the batch names one task id twice; give each task its own id")
+    owner = ownership.submitter(b, ident)
     try:
         if all(t.keys() <= PLAIN for t in tasks):
-            _insert_plain(b, queue, ids, tasks, now)
+            _insert_plain(b, queue, ids, tasks, owner, now)
         else:
-            _insert_shaped(b, queue, ids, tasks, now)
+            _insert_shaped(b, ident, queue, ids, tasks, owner, now)
     except DuplicateTaskId:
         raise ProtocolError(
             ErrorCode.DUPLICATE, "a task with one of these ids already exists; submit under another id"
@@ -47,11 +49,12 @@ def submit(b: Broker, ident: bytes, frame: Frame, now: Now) -> None:
 PLAIN = frozenset(("type", "payload", "id", "deadline"))  # fields of a task that needs no shaping
 
 
-def _insert_plain(b: Broker, queue: str, ids: list[str], tasks: list[dict[str, Any]], now: Now) -> None:
+def _insert_plain(
+    b: Broker, queue: str, ids: list[str], tasks: list[dict[str, Any]], owner: str | None, now: Now
+) -> None:
     """The hot path: tasks that start `new`, with nothing to lock or wait for."""
-    b.store.insert_plain(
-        queue, [(i, t["type"], t["payload"], t.get("deadline")) for i, t in zip(ids, tasks, strict=True)], now.wall
-    )
+    rows = [(i, t["type"], t["payload"], t.get("deadline")) for i, t in zip(ids, tasks, strict=True)]
+    b.store.insert_plain(queue, rows, now.wall, owner)
     b.queues.transition(queue, None, TaskState.NEW, len(ids))
     b.queues.ready_now(queue)
     if b.events.subscribers:
@@ -59,9 +62,12 @@ def _insert_plain(b: Broker, queue: str, ids: list[str], tasks: list[dict[str, A
             b.events.emit(i, queue, t["type"], TaskState.NEW, 0, None, now.wall)
 
 
-def _insert_shaped(b: Broker, queue: str, ids: list[str], tasks: list[dict[str, Any]], now: Now) -> None:
+def _insert_shaped(
+    b: Broker, ident: bytes, queue: str, ids: list[str], tasks: list[dict[str, Any]], owner: str | None, now: Now
+) -> None:
     batch: dict[str, str] = {}
-    rows = [_shape(b, queue, tid, t, batch, now) for tid, t in zip(ids, tasks, strict=True)]
+    ownership.check_all(b, ident, [p for t in tasks for p in t.get("depends_on") or [] if p not in ids])
+    rows = [_shape(b, queue, tid, t, batch, owner, now) for tid, t in zip(ids, tasks, strict=True)]
     b.store.insert_tasks(queue, rows, now.wall)
     for row in rows:
         b.queues.transition(queue, None, row.state)
@@ -70,7 +76,9 @@ def _insert_shaped(b: Broker, queue: str, ids: list[str], tasks: list[dict[str, 
             b.queues.wake(queue, row.ready_at, now.wall)
 
 
-def _shape(b: Broker, queue: str, task_id: str, t: dict[str, Any], batch: dict[str, str], now: Now) -> NewTask:
+def _shape(
+    b: Broker, queue: str, task_id: str, t: dict[str, Any], batch: dict[str, str], owner: str | None, now: Now
+) -> NewTask:
     """A submitted task's first state: scheduled (run_at), blocked or unreachable (depends_on), new."""
     run_at, parents = t.get("run_at"), t.get("depends_on") or []
     if run_at is not None and parents:
@@ -96,6 +104,7 @@ def _shape(b: Broker, queue: str, task_id: str, t: dict[str, Any], batch: dict[s
         finished_at=now.wall if state == TaskState.UNREACHABLE else None,
         last_error=error,
         signature=t.get("signature"),
+        owner=owner,
     )
 
 
@@ -134,11 +143,11 @@ def _dependency_state(
 
 
 def get(b: Broker, ident: bytes, frame: Frame, now: Now) -> None:
-    b.reply(ident, frame.corr, task_info(find_task(b, frame.body["id"])))
+    b.reply(ident, frame.corr, task_info(find_task(b, frame.body["id"], ident)))
 
 
 def wait(b: Broker, ident: bytes, frame: Frame, now: Now) -> None:
-    row = find_task(b, frame.body["id"])
+    row = find_task(b, frame.body["id"], ident)
     if row.state in FINAL_STATES:
         b.reply(ident, frame.corr, task_info(row))
     elif frame.body["timeout_s"] <= 0:
@@ -173,10 +182,13 @@ def queue_configure(b: Broker, ident: bytes, frame: Frame, now: Now) -> None:
     b.reply(ident, frame.corr, queue_info(b, new))
 
 
-def find_task(b: Broker, task_id: str) -> TaskRow:
+def find_task(b: Broker, task_id: str, ident: bytes | None = None) -> TaskRow:
+    """The task called `task_id`; with `ident`, only if that sender may reach it (ownership)."""
     row = b.store.get_task(task_id)
     if row is None:
         raise ProtocolError(ErrorCode.UNKNOWN_TASK, f"no task has the id {task_id!r}; check the id")
+    if ident is not None:
+        ownership.check(b, ident, row.id, row.owner)
     return row
 
 
@@ -226,6 +238,7 @@ def task_info(row: TaskRow) -> dict[str, Any]:
         "ready_at": row.ready_at,
         "depends_on": msgpack.unpackb(row.parents) if row.parents else [],
         "seq": row.seq,
+        "owner": row.owner,
     }
 
 

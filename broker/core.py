@@ -14,11 +14,12 @@ from __future__ import annotations
 import logging
 import secrets
 import sqlite3
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from ajq.broker import admin_api, client_api, cron, lifecycle, worker_api
+from ajq.broker.access import Peer
 from ajq.broker.client_api import task_info
 from ajq.broker.config import DEFAULT_QUEUE_LIMITS, NEW_QUEUE_LIMITS, BrokerConfig
 from ajq.broker.dispatch import dispatch
@@ -66,6 +67,7 @@ class Broker:
         self.waiters = Waiters(self.journal)
         self.schedules: JournaledDict[str, ScheduleRow] = JournaledDict(self.journal)
         self.events = Events()
+        self._peers: Mapping[bytes, Peer] = {}
         self._replies: list[tuple[bytes, int, Kind, dict[str, Any]]] = []
         self.deliveries: dict[bytes, list[dict[str, Any]]] = {}
         self.finished: list[str] = []
@@ -96,14 +98,16 @@ class Broker:
 
     # -- the step -----------------------------------------------------------------------------
 
-    def step(self, inbox: Iterable[list[bytes]], now: Now) -> list[Outgoing]:
-        """Apply the messages of `inbox` ([routing id, frames...] each) and the timers due.
+    def step(self, inbox: Iterable[list[bytes]], now: Now, peers: Mapping[bytes, Peer] | None = None) -> list[Outgoing]:
+        """Apply the messages of `inbox` ([routing id, frames...] each) and the timers due; `peers`
+        says who sent each, by routing id, when the broker admits CURVE keys.
 
         It takes messages until their batches hold STEP_ROWS full batches of items: the rest stay in
         `inbox` for the next step, so one step writes a bounded number of rows and stays short."""
         self._replies = []
         self.deliveries = {}
         self.finished = []
+        self._peers = peers or {}
         messages, taken = iter(inbox), []
         try:
             self.store.begin()
@@ -273,6 +277,10 @@ class Broker:
             self.store.put_queue(q)
             self.queues.put(q)
         return q
+
+    def peer(self, ident: bytes) -> Peer | None:
+        """Who sent the message being handled from `ident`, as CURVE proved it (None: no keys)."""
+        return self._peers.get(ident)
 
     def new_token(self) -> int:
         """A random 63-bit lease token: unguessable, so only the lease holder can answer for it."""

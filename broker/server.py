@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import zmq
 
-from ajq.broker.access import Gatekeeper, role_of
+from ajq.broker.access import Gatekeeper, Peer, peer_of
 from ajq.broker.config import BrokerConfig
 from ajq.broker.core import Broker
 from ajq.broker.errors import BrokerConfigError
@@ -40,7 +40,7 @@ class Server:
         self.gatekeeper = self._admit_keys(config)
         self.sock = self.ctx.socket(zmq.ROUTER)
         self.sock.setsockopt(zmq.ROUTER_MANDATORY, 1)  # an unknown peer raises instead of dropping
-        self.sock.setsockopt(zmq.ROUTER_HANDOVER, 1)  # a worker that reconnects takes its id back
+        self._routing_ids(self.sock)
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.setsockopt(zmq.SNDHWM, 100_000)
         self.sock.setsockopt(zmq.RCVHWM, 100_000)
@@ -58,8 +58,9 @@ class Server:
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
         self._stopping = False
-        self._carry: list[list[bytes]] = []
-        self._keys: KeyPair | None  # messages read but left by the step's row bound
+        self._carry: list[list[bytes]] = []  # messages read but left by the step's row bound
+        self._peers: dict[bytes, Peer] = {}  # with keys: who sent each message read and not yet stepped
+        self._keys: KeyPair | None
 
     def _admit_keys(self, config: BrokerConfig) -> Gatekeeper | None:
         """With keys configured: our pair, and the ZAP handler that admits the authorized keys."""
@@ -73,6 +74,18 @@ class Server:
         gatekeeper = Gatekeeper(self.ctx, config.authorized_keys)
         gatekeeper.start_admitting()
         return gatekeeper
+
+    def _routing_ids(self, sock: zmq.Socket[bytes]) -> None:
+        """Without keys, a worker that reconnects takes its routing id back at once (handover): every
+        peer is this host's. With keys, a routing id stays with the connection that holds it, since
+        handover would let any admitted key take a worker's id, or guess a client's (ZeroMQ makes
+        them by counting), and receive its messages; ZMTP heartbeats free the id of a dead
+        connection within seconds instead, so the owner can connect again."""
+        if self._keys is None:
+            sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
+            return
+        sock.setsockopt(zmq.HEARTBEAT_IVL, int(self.config.heartbeat_s * 1000))
+        sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, int(self.config.lease_bound_s * 1000))
 
     def _curve_server(self, sock: zmq.Socket[bytes]) -> None:
         if self._keys is not None:
@@ -109,8 +122,10 @@ class Server:
     def turn(self) -> None:
         """One iteration: every message waiting (up to a cap), one transaction, all the sends."""
         inbox = iter(self.read_inbox())
-        out = self.broker.step(inbox, self.clock.now())  # the clock is read after the messages
+        out = self.broker.step(inbox, self.clock.now(), self._peers)  # the clock is read after the messages
         self._carry = list(inbox)  # what the step's row bound left for the next turn
+        if not self._carry and self._peers:
+            self._peers = {}
         send = self.sock.send_multipart
         for msg in out:
             try:
@@ -143,10 +158,11 @@ class Server:
         and never reaches the step (an empty list)."""
         frames = self.sock.recv_multipart(flags, copy=False)
         msg = [f.bytes for f in frames]
-        role = role_of(frames[-1].get("User-Id")) if len(frames) > 1 else Role.CLIENT
+        peer = peer_of(frames[-1].get("User-Id")) if len(frames) > 1 else Peer(Role.CLIENT, "")
         kind, corr = peek_kind(msg[-1]) if len(msg) == 2 else (None, 0)
-        problem = refusal(role, kind) if kind is not None else None
+        problem = refusal(peer.role, kind) if kind is not None else None
         if problem is None:
+            self._peers[msg[0]] = peer
             return msg
         error = encode(Kind.ERROR, corr, {"code": int(ErrorCode.FORBIDDEN), "message": problem})
         with contextlib.suppress(zmq.ZMQError):

@@ -40,6 +40,7 @@ class TaskInfo:
     run_at: datetime | None = None
     depends_on: list[str] = field(default_factory=list)
     seq: int = 0  # submission order; pass as `before` to page through Client.tasks()
+    owner: str | None = None  # the public key that submitted it, when the broker admits CURVE keys
 
     @property
     def done(self) -> bool:
@@ -64,6 +65,7 @@ class TaskInfo:
             run_at=_when(d["ready_at"]) if d["state"] == "scheduled" else None,
             depends_on=list(d.get("depends_on", [])),
             seq=d.get("seq", 0),
+            owner=d.get("owner"),
         )
 
 

@@ -431,7 +431,7 @@ def test_an_acknowledged_cancel_survives_a_broker_restart(rig: Rig, tmp_path: Pa
     assert rig.store.cancels() == []
 
 
-@pytest.mark.parametrize("version", [3, 4, 5])
+@pytest.mark.parametrize("version", [3, 4, 5, 6])
 def test_an_older_schema_file_is_upgraded_in_place(tmp_path: Path, version: int) -> None:
     # Given a file as schema 3 (no cancels table, no queues.backoff_s) or 4 (no backoff_s) left it.
     path = tmp_path / "old.db"
@@ -441,7 +441,9 @@ def test_an_older_schema_file_is_upgraded_in_place(tmp_path: Path, version: int)
         db.execute("DROP TABLE cancels")
     if version < 5:
         db.execute("ALTER TABLE queues DROP COLUMN backoff_s")
-    db.execute("ALTER TABLE tasks DROP COLUMN signature")
+    if version < 6:
+        db.execute("ALTER TABLE tasks DROP COLUMN signature")
+    db.execute("ALTER TABLE tasks DROP COLUMN owner")
     db.execute(
         "INSERT INTO queues (name, max_concurrent, max_run_time_s, max_tries, created_at, retention_s, dead_max, "
         "dead_retention_s) VALUES ('q', 1, 60, 1, 0, 60, 1, 60)"
@@ -453,8 +455,8 @@ def test_an_older_schema_file_is_upgraded_in_place(tmp_path: Path, version: int)
     store = Store(str(path))
     try:
         assert store.cancels() == []
-        assert store.db.execute("PRAGMA user_version").fetchone()[0] == 6
-        assert "signature" in {r[1] for r in store.db.execute("PRAGMA table_info(tasks)")}
+        assert store.db.execute("PRAGMA user_version").fetchone()[0] == 7
+        assert {"signature", "owner"} <= {r[1] for r in store.db.execute("PRAGMA table_info(tasks)")}
         assert [q.backoff_s for q in store.queues()] == [1.0]
     finally:
         store.close()

@@ -12,7 +12,7 @@ import zmq
 from ajq import Client, Forbidden, RequestTimeout
 from ajq.broker.access import MAX_LOGGED, Gatekeeper
 from ajq.client.cli import main as ajc
-from ajq.protocol.curve import load_public
+from ajq.protocol.curve import load_public, load_secret
 from tests.harness import BrokerHandle, Proc, free_port, start_broker, start_worker
 
 APP = "tests.apps.basic:router"
@@ -22,10 +22,10 @@ APP = "tests.apps.basic:router"
 def keys(tmp_path: Path) -> Path:
     """broker, app (client), worker and ops (admin) key pairs, and the broker's authorized DIR."""
     out = tmp_path / "keys"
-    for name in ("broker", "app", "worker", "ops", "stranger"):
+    for name in ("broker", "app", "other", "worker", "ops", "stranger"):
         assert ajc(["keygen", name, "--dir", str(out)]) == 0
-    for name, role in (("app", "clients"), ("worker", "workers"), ("ops", "admin")):
-        (out / "authorized" / role).mkdir(parents=True)
+    for name, role in (("app", "clients"), ("other", "clients"), ("worker", "workers"), ("ops", "admin")):
+        (out / "authorized" / role).mkdir(parents=True, exist_ok=True)
         shutil.copy(out / f"{name}.key", out / "authorized" / role)
     return out
 
@@ -84,6 +84,72 @@ def test_only_admitted_keys_get_anything_and_each_only_within_its_role(
         admin.close()
         app.close()
     finally:
+        broker.close()
+
+
+@pytest.mark.timeout(60)
+def test_a_client_key_reaches_only_the_tasks_it_submitted(tmp_path: Path, keys: Path) -> None:
+    broker = _curve_broker(tmp_path, keys)
+    app = Client(broker.endpoint, timeout=2, **_as(keys, "app"))
+    other = Client(broker.endpoint, timeout=2, **_as(keys, "other"))
+    admin = Client(broker.endpoint, timeout=2, **_as(keys, "ops"))
+    try:
+        # Given a task submitted with the app's key, which the broker stores as its owner.
+        t = app.submit("echo", {"x": 1}, queue="OWN")
+        mine = app.get(t.id)
+        assert mine.owner == load_public(keys / "app.key").decode()
+        # When another client key reads, waits on, cancels, lists or depends on it, Then it is refused
+        # (FORBIDDEN, saying whose key reaches it), and the task is as it was.
+        for call in (
+            lambda: other.get(t.id),
+            lambda: other.wait(t.id, timeout=1),
+            lambda: other.cancel(t.id),
+            lambda: other.submit("echo", None, queue="OWN", depends_on=[t.id]),
+        ):
+            with pytest.raises(Forbidden, match="another key"):
+                call()
+        assert t.id not in {x.id for x in other.tasks(queue="OWN")}
+        assert [x.id for x in app.tasks(queue="OWN")] == [t.id]
+        assert admin.get(t.id).state == "new" and admin.queue_info("OWN").counts == {"new": 1}
+        # And the app's own key, and an admin key, reach it.
+        assert app.cancel(t.id).state == "terminated"
+        assert t.id in {x.id for x in admin.tasks(queue="OWN")}
+    finally:
+        for c in (app, other, admin):
+            c.close()
+        broker.close()
+
+
+@pytest.mark.timeout(60)
+def test_an_admitted_key_cannot_take_a_connected_workers_routing_id(
+    tmp_path: Path, keys: Path, procs: list[Proc]
+) -> None:
+    broker = _curve_broker(tmp_path, keys)
+    admin = Client(broker.endpoint, timeout=2, **_as(keys, "ops"))
+    ctx = zmq.Context()
+    try:
+        # Given a worker with its key, registered under its own routing id.
+        extra = ["--curve-secret", str(keys / "worker.key_secret"), "--curve-server", str(keys / "broker.key")]
+        procs.append(start_worker(broker, tmp_path, APP, queues=("HIJ",), extra=extra, client=admin))
+        [worker] = admin.workers()
+        # When a client key connects with that same routing id (ZeroMQ would hand the id over to it).
+        thief = ctx.socket(zmq.DEALER)
+        thief.setsockopt(zmq.LINGER, 0)
+        thief.routing_id = worker.worker_id.encode()
+        secret = load_secret(keys / "app.key_secret")
+        thief.curve_secretkey, thief.curve_publickey = secret.secret, secret.public
+        thief.curve_serverkey = load_public(keys / "broker.key")
+        events = thief.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
+        thief.connect(broker.endpoint)
+        assert events.poll(10_000), "the thief's handshake never completed"
+        assert admin.queue_info("HIJ").name == "HIJ"  # a broker turn after the thief connected
+        # Then the worker keeps its traffic: a task submitted now runs there, and the thief gets nothing.
+        t = admin.submit("echo", {"n": 1}, queue="HIJ")
+        assert admin.wait(t.id, timeout=20).result == {"n": 1}
+        assert thief.poll(0) == 0
+    finally:
+        admin.close()
+        ctx.destroy(linger=0)
         broker.close()
 
 

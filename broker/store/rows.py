@@ -43,6 +43,7 @@ class TaskRow:
     parents: bytes | None  # msgpack list of task ids
     load_results: int
     seq: int
+    owner: str | None  # the key that submitted it (z85), with CURVE keys
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +62,7 @@ class NewTask:
     finished_at: float | None = None
     last_error: str | None = None
     signature: bytes | None = None
+    owner: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

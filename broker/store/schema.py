@@ -3,10 +3,14 @@ except the older versions `UPGRADES_FROM` lists, which the schema script below b
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 6
-UPGRADES_FROM = frozenset({3, 4, 5})  # 4: the cancels table (CREATE ... IF NOT EXISTS); 5, 6: columns
+SCHEMA_VERSION = 7
+UPGRADES_FROM = frozenset({3, 4, 5, 6})  # 4: the cancels table (CREATE ... IF NOT EXISTS); 5-7: columns
 # Columns added since a version: (version that added it, table, column definition), for ALTER TABLE.
-ADDED_COLUMNS = ((5, "queues", "backoff_s REAL NOT NULL DEFAULT 1.0"), (6, "tasks", "signature BLOB"))
+ADDED_COLUMNS = (
+    (5, "queues", "backoff_s REAL NOT NULL DEFAULT 1.0"),
+    (6, "tasks", "signature BLOB"),
+    (7, "tasks", "owner TEXT"),  # the public key (z85) that submitted the task, with CURVE keys
+)
 
 # Waiting states, as an OR of equalities: SQLite evaluates an IN list of three constants on every
 # insert into the partial index far more slowly (measured: 25% of the insert rate). Queries that
@@ -47,7 +51,8 @@ CREATE TABLE IF NOT EXISTS tasks (
     unique_key TEXT,
     parents BLOB,
     load_results INTEGER NOT NULL DEFAULT 0,
-    signature BLOB
+    signature BLOB,
+    owner TEXT
 );
 CREATE INDEX IF NOT EXISTS tasks_waiting ON tasks(queue, ready_at, seq) WHERE {WAITING};
 CREATE INDEX IF NOT EXISTS tasks_active ON tasks(queue) WHERE state = 'active';
@@ -82,5 +87,5 @@ CREATE TABLE IF NOT EXISTS schedules (
 
 TASK_COLUMNS = (
     "id, queue, type, payload, state, tries, created_at, ready_at, deadline, token, lease_expires, worker, "
-    "started_at, finished_at, result, last_error, unique_key, parents, load_results, seq"
+    "started_at, finished_at, result, last_error, unique_key, parents, load_results, seq, owner"
 )

@@ -25,26 +25,30 @@ class TaskSQL:
     def _insert_tasks(self, queue: str, tasks: Iterable[NewTask], now: float) -> None:
         self.db.executemany(
             "INSERT INTO tasks (id, queue, type, payload, state, created_at, ready_at, deadline, unique_key, "
-            "parents, load_results, finished_at, last_error, signature) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "parents, load_results, finished_at, last_error, signature, owner) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 (t.id, queue, t.type, t.payload, t.state, now, t.ready_at or now, t.deadline, t.unique_key,
-                 t.parents, int(t.load_results), t.finished_at, t.last_error, t.signature)
+                 t.parents, int(t.load_results), t.finished_at, t.last_error, t.signature, t.owner)
                 for t in tasks
             ),
         )  # fmt: skip
 
-    def insert_plain(self, queue: str, tasks: list[tuple[str, str, bytes, float | None]], now: float) -> None:
+    def insert_plain(
+        self, queue: str, tasks: list[tuple[str, str, bytes, float | None]], now: float, owner: str | None = None
+    ) -> None:
         """The common case, kept narrow for speed: (id, type, payload, deadline), state new; DuplicateTaskId
         if one's id exists."""
         with _duplicates_refused():
-            self._insert_plain(queue, tasks, now)
+            self._insert_plain(queue, tasks, now, owner)
 
-    def _insert_plain(self, queue: str, tasks: list[tuple[str, str, bytes, float | None]], now: float) -> None:
+    def _insert_plain(
+        self, queue: str, tasks: list[tuple[str, str, bytes, float | None]], now: float, owner: str | None
+    ) -> None:
         self.db.executemany(
-            "INSERT INTO tasks (id, queue, type, payload, state, created_at, ready_at, deadline) "
-            "VALUES (?, ?, ?, ?, 'new', ?, ?, ?)",
-            [(tid, queue, ttype, payload, now, now, deadline) for tid, ttype, payload, deadline in tasks],
+            "INSERT INTO tasks (id, queue, type, payload, state, created_at, ready_at, deadline, owner) "
+            "VALUES (?, ?, ?, ?, 'new', ?, ?, ?, ?)",
+            [(tid, queue, ttype, payload, now, now, deadline, owner) for tid, ttype, payload, deadline in tasks],
         )
 
     def get_task(self, task_id: str) -> TaskRow | None:
@@ -58,17 +62,28 @@ class TaskSQL:
         )
         return [TaskBrief(*r) for r in rows]
 
+    def owners(self, task_ids: list[str]) -> dict[str, str | None]:
+        """The key that submitted each of these tasks (None: no key, or a schedule)."""
+        marks = ",".join("?" * len(task_ids))
+        return dict(self.db.execute(f"SELECT id, owner FROM tasks WHERE id IN ({marks})", task_ids).fetchall())
+
     def results_of(self, task_ids: list[str]) -> dict[str, bytes | None]:
         marks = ",".join("?" * len(task_ids))
         return dict(self.db.execute(f"SELECT id, result FROM tasks WHERE id IN ({marks})", task_ids).fetchall())
 
     def list_tasks(
-        self, queue: str | None, state: str | None, task_type: str | None, before: int | None, limit: int
+        self,
+        queue: str | None,
+        state: str | None,
+        task_type: str | None,
+        before: int | None,
+        limit: int,
+        owner: str | None = None,
     ) -> list[TaskRow]:
-        """Newest first, filtered, paged by sequence number."""
+        """Newest first, filtered (by the submitting key too), paged by sequence number."""
         where: list[str] = []
         args: list[object] = []
-        for column, value in (("queue", queue), ("state", state), ("type", task_type)):
+        for column, value in (("queue", queue), ("state", state), ("type", task_type), ("owner", owner)):
             if value is not None:
                 where.append(f"{column} = ?")
                 args.append(value)
