@@ -151,12 +151,13 @@ def _lease(
         tries = row.tries + 1
         updates.append((token, expires_wall, worker.worker_id, now.wall, row.seq))
         b.leases.add(Lease(row.id, queue, row.type, token, tries, now.mono + lease_s, worker.ident, row.unique_key))
-        b.queues.transition(queue, row.state, TaskState.ACTIVE)
         b.events.emit(row.id, queue, row.type, TaskState.ACTIVE, tries, None, now.wall)
         item = _delivery(row, queue, token, tries, q.max_tries, q.max_run_time_s)
         if row.id in results:
             item["dependency_results"] = results[row.id]
         out.append(item)
+    for state, n in Counter(row.state for row in rows).items():  # one transition per state, not per task
+        b.queues.transition(queue, state, TaskState.ACTIVE, n)
     b.store.lease(updates)
 
 

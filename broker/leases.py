@@ -44,6 +44,7 @@ class LeaseTable:
 
     def __init__(self, journal: Journal) -> None:
         self._journal = journal
+        self._record = journal.append
         self._by_task: dict[str, Lease] = {}
         self._by_worker: dict[bytes, set[str]] = {}
         self._cancelled: set[str] = set()  # leases whose task has an acknowledged cancel (table `cancels`)
@@ -89,7 +90,7 @@ class LeaseTable:
             lease = self._by_task.get(entry[2])
             if lease is not None and lease.token == entry[1] and lease.expires <= now_mono:  # not extended since
                 expired[lease.task_id] = lease
-                self._journal.record(self._repush, entry)
+                self._record((self._repush, entry))
         return list(expired.values())
 
     def next_expiry(self) -> float | None:
@@ -110,18 +111,20 @@ class LeaseTable:
         if old is not None:
             self._unput(old)
         self._put(lease)
-        self._journal.record(self._undo_add, lease, old)
+        self._record((self._undo_add, lease, old))
 
-    def pop(self, task_id: str) -> Lease | None:
-        """The lease ends (its task finished, failed or went back): it and its cancel leave."""
+    def pop(self, task_id: str) -> bool:
+        """The lease ends (its task finished, failed or went back): it and its cancel leave. True if
+        a cancel was acknowledged for it (its row in `cancels` goes too)."""
         lease = self._by_task.get(task_id)
         if lease is None:
-            return None
+            return False
         cancelled = task_id in self._cancelled
+        if cancelled:
+            self._cancelled.discard(task_id)
         self._unput(lease)
-        self._cancelled.discard(task_id)
-        self._journal.record(self._undo_pop, lease, cancelled)
-        return lease
+        self._record((self._undo_pop, lease, cancelled))
+        return cancelled
 
     def cancel(self, task_id: str) -> None:
         """A cancel of the leased task was acknowledged (and written)."""
@@ -162,6 +165,7 @@ class LeaseTable:
         heapq.heappush(self._heap, entry)
 
     def _compact_if_stale(self) -> None:
+        """Checked as leases come and go, so the heap never holds more than 2 x live + SLACK entries."""
         live = len(self._by_task)
         if len(self._heap) > 2 * live + SLACK:
             self._heap = [(lease.expires, lease.token, lease.task_id) for lease in self._by_task.values()]

@@ -19,9 +19,8 @@ MAX_BACKOFF_S = 600.0  # the longest wait fail_unanswered gives a try
 
 def end_lease(b: Broker, lease: Lease) -> None:
     """The lease leaves the table, and its cancel row with it."""
-    if b.leases.cancelled(lease.task_id):
+    if b.leases.pop(lease.task_id):
         b.store.drop_cancels([lease.task_id])
-    b.leases.pop(lease.task_id)
 
 
 def finish(b: Broker, lease: Lease, state: str, result: bytes | None, error: str | None, now: Now) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterator
 
-from ajq.broker.journal import Journal, JournaledDict
+from ajq.broker.journal import Journal
 from ajq.broker.store import QueueRow
 from ajq.protocol.states import TaskState
 
@@ -23,14 +23,15 @@ class QueueBook:
 
     def __init__(self, journal: Journal) -> None:
         self._journal = journal
-        self._rows: JournaledDict[str, QueueRow] = JournaledDict(journal)
+        self._record = journal.append
+        self._rows: dict[str, QueueRow] = {}
         self._counts: dict[str, Counter[str]] = {}
         self.dirty: set[str] = set()  # queues that may hold tasks ready now (read by dispatch)
         self._next_ready: dict[str, float] = {}  # queue -> wall time its next waiting task is due
 
     def load(self, rows: list[QueueRow], counts: dict[tuple[str, str], int]) -> None:
         """Everything from the database, at start."""
-        self._rows.load({q.name: q for q in rows})
+        self._rows = {q.name: q for q in rows}
         self._counts = {}
         for (queue, state), n in counts.items():
             self._counts.setdefault(queue, Counter())[state] = n
@@ -76,11 +77,12 @@ class QueueBook:
 
     def put(self, row: QueueRow) -> None:
         """A queue created or its settings changed (its row is written by the caller)."""
+        self._record((self._restore, row.name, self._rows.get(row.name)))
         self._rows[row.name] = row
 
     def drop(self, name: str) -> None:
         """A queue deleted with its tasks: its settings, counts and hints go."""
-        del self._rows[name]
+        self._record((self._restore, name, self._rows.pop(name)))
         counts = self._counts.pop(name, None)
         if counts is not None:
             self._journal.record(self._counts.__setitem__, name, counts)
@@ -97,7 +99,13 @@ class QueueBook:
             counts[old] -= n
         if new is not None:
             counts[new] += n
-        self._journal.record(self._untransition, counts, old, new, n)
+        self._record((self._untransition, counts, old, new, n))
+
+    def _restore(self, name: str, row: QueueRow | None) -> None:
+        if row is None:
+            self._rows.pop(name, None)
+        else:
+            self._rows[name] = row
 
     @staticmethod
     def _untransition(counts: Counter[str], old: str | None, new: str | None, n: int) -> None:
@@ -125,6 +133,8 @@ class QueueBook:
 
     def wake_due(self, now_wall: float) -> None:
         """Queues whose next task has fallen due are dirty again."""
+        if not self._next_ready:
+            return
         for queue, due in list(self._next_ready.items()):
             if due <= now_wall:
                 del self._next_ready[queue]
