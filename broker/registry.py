@@ -107,6 +107,20 @@ class Registry:
 
     # -- not journaled: the worker's own word ----------------------------------------------------
 
+    @staticmethod
+    def grant(worker: WorkerState, n: int, *, resume: bool) -> None:
+        """The worker has `n` more free slots: a CREDIT (which also ends a PAUSE), or the credit
+        that came with its RESULTS."""
+        worker.credit += n
+        if resume:
+            worker.paused = False
+
+    @staticmethod
+    def pause(worker: WorkerState) -> None:
+        """The worker takes no more tasks until it grants credit again (PAUSE)."""
+        worker.credit = 0
+        worker.paused = True
+
     def seen(self, ident: bytes, now_mono: float) -> WorkerState | None:
         worker = self._workers.get(ident)
         if worker is not None:

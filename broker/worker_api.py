@@ -90,8 +90,7 @@ def _unused(b: Broker, name: str) -> bool:
 def credit(b: Broker, ident: bytes, frame: Frame, now: Now) -> None:
     worker = _registered(b, ident, now)
     _check_credit(b, worker, frame.body["n"])
-    worker.credit += frame.body["n"]
-    worker.paused = False
+    b.workers.grant(worker, frame.body["n"], resume=True)
 
 
 def _check_credit(b: Broker, worker: WorkerState, n: int) -> None:
@@ -108,8 +107,7 @@ def _check_credit(b: Broker, worker: WorkerState, n: int) -> None:
 
 def pause(b: Broker, ident: bytes, frame: Frame, now: Now) -> None:
     worker = _registered(b, ident, now)
-    worker.credit = 0
-    worker.paused = True
+    b.workers.pause(worker)
 
 
 def results(b: Broker, ident: bytes, frame: Frame, now: Now) -> None:
@@ -144,7 +142,7 @@ def results(b: Broker, ident: bytes, frame: Frame, now: Now) -> None:
     except ProtocolError as exc:  # the outcomes stand; only the credit is refused
         b.reply_error(ident, 0, exc)
         return
-    worker.credit += frame.body.get("credit", 0)
+    b.workers.grant(worker, frame.body.get("credit", 0), resume=False)
 
 
 def _late_but_current(b: Broker, item: dict[str, Any], now: Now) -> bool:
