@@ -9,6 +9,7 @@ from collections import deque
 from collections.abc import Iterator
 from typing import Any
 
+from ajq.protocol.clock import Now
 from ajq.worker.lease_bound import Held, LeaseBound
 
 Items = list[dict[str, Any]]
@@ -27,12 +28,11 @@ class Buffer:
     def __iter__(self) -> Iterator[Held]:
         return iter(self._held)
 
-    def add(self, tasks: Items, now: float, wall: float) -> None:
-        """A DELIVER read at `now` (`wall` in wall time): each task's deadline (and the one its handler
-        sees) counts from then."""
+    def add(self, tasks: Items, now: Now) -> None:
+        """A DELIVER read at `now`: each task's deadline (and the one its handler sees) counts from now."""
         for item in tasks:
-            item["deadline_wall"] = wall + item["run_time_s"]
-            self._held.append(self.bound.hold(item, now))
+            item["deadline_wall"] = now.wall + item["run_time_s"]
+            self._held.append(self.bound.hold(item, now.mono))
 
     def next(self) -> Held:
         """The oldest, to start (the buffer must not be empty)."""

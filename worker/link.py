@@ -5,7 +5,7 @@ HELLO is sent until the broker welcomes us, and again whenever the broker is sil
 heartbeats or says it does not know us. Heartbeats carry a corr, and the broker's answer to one (or
 the welcome) confirms contact as of the moment we sent it: `contact` is what the lease bound counts
 from (SPEC 6.1). Nothing here decides what to do with a message; the requests that await an answer
-are outbox.py's.
+are outbox.py's. Every time here is the supervisor loop's monotonic `now`, passed in.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import logging
 import math
 import os
 import socket
-import time
 from typing import Any
 
 import zmq
@@ -49,7 +48,7 @@ class BrokerLink:
         self._corr = itertools.count(1)
         self._next_hello = 0.0
         self._next_beat = 0.0
-        self._last_heard = time.monotonic()
+        self._last_heard = -math.inf  # monotonic: set by receive, so always before a welcome
 
     def connect(self) -> zmq.Socket[bytes]:
         """Open the socket (after the pool is forked: no child inherits a live context)."""

@@ -16,7 +16,6 @@ import gc
 import math
 import os
 import signal
-import time
 from dataclasses import dataclass
 from multiprocessing import Pipe
 from multiprocessing.connection import Connection
@@ -133,14 +132,16 @@ class Pool:
         """Children running a task."""
         return [c for c in self.children.values() if c.task is not None]
 
-    def assign(self, child: Child, item: dict[str, Any], deadline: float, fence: float, kill_at: float) -> None:
-        """Hand `item` to an idle child: the supervisor kills it at `deadline`, it kills itself at
-        `kill_at` (both monotonic; `fence` is when the broker's lease may end)."""
+    def assign(
+        self, child: Child, item: dict[str, Any], deadline: float, fence: float, kill_at: float, now: float
+    ) -> None:
+        """Hand `item` to an idle child at `now`: the supervisor kills it at `deadline`, it kills itself
+        at `kill_at` (all monotonic; `fence` is when the broker's lease may end)."""
         child.task = item
         child.deadline = deadline
         child.fence = fence
         child.kill_at.value = kill_at  # before the task is sent: the child reads it when the task arrives
-        child.started = time.monotonic()
+        child.started = now
         child.error_handled = False
         child.conn.send_bytes(msgpack.packb(item))
 

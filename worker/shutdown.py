@@ -86,6 +86,11 @@ class Shutdown:
                 self.stop_at = now + self.timeout_s
         return paused
 
+    def close(self) -> None:
+        """Close the wake-up socket pair (a signal after this wakes nothing)."""
+        self._wake_r.close()
+        self._wake_w.close()
+
     def overdue(self, now: float) -> bool:
         """Stopping, and the running tasks' time is up."""
         return self.stop_at is not None and now >= self.stop_at

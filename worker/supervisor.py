@@ -5,6 +5,12 @@ children, kills a child whose task runs past its lease (a true hard timeout) or 
 (lease_bound.py), renews a lease when a handler calls task.extend, kills a cancelled task's child,
 replaces dead and worn-out children, and reports outcomes in batches (outbox.py). Signal handlers
 only set flags; the loop acts (shutdown.py).
+
+Time is injected. `loop(now, ready)` reads no clock: every time it needs is `now`, so a test moves
+time and steps the loop by hand (tests/test_supervisor_clock.py). `run` reads the clock it was given
+twice an iteration: before waiting (how long to wait, from the timers) and after (the step's `now`);
+the shutdown drain, `leave`, reads it too. The children's own kill timers (watchdog.py) are the
+kernel's, on the real monotonic clock: the backstop for when the supervisor cannot act.
 """
 
 from __future__ import annotations
@@ -12,13 +18,13 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import time
 from typing import Any
 
 import zmq
 from nacl.signing import VerifyKey
 
 from ajq.protocol import ErrorCode, Kind
+from ajq.protocol.clock import Clock, Now, SystemClock
 from ajq.protocol.signing import SigningKeyError, load_verify_key
 from ajq.worker.buffer import Buffer
 from ajq.worker.config import WorkerConfig
@@ -37,18 +43,23 @@ from ajq.worker.shutdown import Shutdown
 
 log = logging.getLogger("ajq.worker")
 
+Ready = dict[Any, int]  # what the poller found readable: the socket, or a pipe's or the wake fd -> events
+
 
 class Supervisor:
     """The worker process: owns the broker connection, the pool and the tasks held."""
 
-    def __init__(self, config: WorkerConfig, router: Router, retry: RetryPolicyProvider) -> None:
+    def __init__(
+        self, config: WorkerConfig, router: Router, retry: RetryPolicyProvider, *, clock: Clock | None = None
+    ) -> None:
         self.config = config
+        self.clock = clock or SystemClock()  # read by run and leave only
         self.poller = zmq.Poller()  # the socket, the wake-up fd, and the children's pipes (the pool's to keep)
         self.pool = Pool(
             config.procs, router, config.max_tasks_per_child, config.max_memory_per_child_mb, _verify_key(config),
             self.poller,
         )  # fmt: skip
-        self.hooks = HookRunner()
+        self.hooks = HookRunner(self.clock)
         self.outcomes = Outcomes(router, retry, self.hooks)
         self.worker_id = f"{socket.gethostname()}-{os.getpid()}-{os.urandom(3).hex()}"
         self.shutdown = Shutdown(config.shutdown_timeout_s)
@@ -74,40 +85,49 @@ class Supervisor:
         log.info("worker %s: %d processes, queues %s", self.worker_id, self.config.procs, ",".join(self.config.queues))
 
     def run(self) -> None:
-        """Start, loop until stopped, leave."""
+        """Start, loop until stopped, leave. The clock is read here, not in the loop."""
         self.start()
         try:
             while not self.finished():
-                self.loop(time.monotonic())
+                ready = self.wait(self.clock.now())
+                self.loop(self.clock.now(), ready)
             self.leave()
         finally:
             self.close()
 
     def close(self) -> None:
-        """Kill and reap every child; close the socket."""
+        """Kill and reap every child; close the socket and the wake-up pair."""
         self.pool.stop()
         self.link.close()
+        self.shutdown.close()
 
     # -- the loop -----------------------------------------------------------------------------
 
-    def loop(self, now: float) -> None:
-        """One iteration: wait for anything, then act on all of it and send one batch."""
-        ready = dict(self.poller.poll(self._timeout_ms(now)))
-        now = time.monotonic()
+    def wait(self, now: Now) -> Ready:
+        """Block until the socket, a pipe or a signal is readable, or the next timer as of `now`."""
+        return self.poll(self._timeout_ms(now.mono))
+
+    def poll(self, timeout_ms: int) -> Ready:
+        """What is readable within `timeout_ms`: the one blocking call of an iteration."""
+        return dict(self.poller.poll(timeout_ms))
+
+    def loop(self, now: Now, ready: Ready) -> None:
+        """One iteration at `now`: act on what `ready` found and on every timer due, then send one batch."""
+        mono = now.mono
         children = list(self.pool.children.items())  # before a CANCEL can replace one on a reused fd
-        self._take_signals(now)
+        self._take_signals(mono)
         if ready.get(self.sock):
             self._read_broker(now)
         for fd, child in children:
             if ready.get(fd) and self.pool.children.get(fd) is child:
                 self._read_child(child, now)
-        self._report_dead(now)
+        self._report_dead(mono)
         self.pool.reap_retired()
-        self.hooks.check(now)
-        self._enforce_deadlines(now)
-        self._start_tasks(now)
-        self.link.keep_in_touch(now, may_register=not self.shutdown.stopping)
-        self.outbox.resend_due(now)
+        self.hooks.check(mono)
+        self._enforce_deadlines(mono)
+        self._start_tasks(mono)
+        self.link.keep_in_touch(mono, may_register=not self.shutdown.stopping)
+        self.outbox.resend_due(mono)
         self._flush()
 
     def finished(self) -> bool:
@@ -128,22 +148,22 @@ class Supervisor:
 
     # -- broker messages ----------------------------------------------------------------------
 
-    def _read_broker(self, now: float) -> None:
+    def _read_broker(self, now: Now) -> None:
         """Act on every message waiting on the socket (deliveries, replies, errors, cancels)."""
-        for frame in self.link.receive(now):
+        for frame in self.link.receive(now.mono):
             if frame.kind is Kind.DELIVER:
                 self._accept(frame.body["tasks"], now)
             elif frame.kind is Kind.REPLY:
                 self._on_reply(frame.corr, frame.body["data"])
             elif frame.kind is Kind.ERROR:
-                self._on_error(frame.corr, frame.body, now)
+                self._on_error(frame.corr, frame.body, now.mono)
             elif frame.kind is Kind.CANCEL:
                 self._cancel(frame.body)
 
-    def _accept(self, tasks: list[dict[str, Any]], now: float) -> None:
+    def _accept(self, tasks: list[dict[str, Any]], now: Now) -> None:
         """Buffer delivered tasks with their hard-timeout deadline; hand them back if not running."""
         self.outbox.delivered(len(tasks))
-        self.buffer.add(tasks, now, time.time())
+        self.buffer.add(tasks, now)
         if not self.shutdown.running:
             self._release_buffer()
 
@@ -214,18 +234,18 @@ class Supervisor:
 
     # -- children -----------------------------------------------------------------------------
 
-    def _read_child(self, child: Child, now: float) -> None:
+    def _read_child(self, child: Child, now: Now) -> None:
         """One message from a child: its outcome, a task.extend, the error-handler marker, or EOF."""
         msg = self.pool.read(child)
         item = child.task
         if msg is None:
-            self._child_died(child, now)
+            self._child_died(child, now.mono)
         elif isinstance(msg, Extend):
             self._extend(child, msg, now)
         elif isinstance(msg, ErrorHandlerRuns):
             child.error_handled = item is not None and item["token"] == msg.token
         elif item is not None:
-            self.prefetch.observe(time.monotonic() - child.started)
+            self.prefetch.observe(now.mono - child.started)
             child.task = child.deadline = None
             child.done += 1
             self.outcomes.from_child(item, msg)
@@ -251,7 +271,7 @@ class Supervisor:
         self.pool.retire(child)
         self._replace()
 
-    def _extend(self, child: Child, msg: Extend, now: float) -> None:
+    def _extend(self, child: Child, msg: Extend, now: Now) -> None:
         """task.extend: move the child's hard timeout now and renew the lease with the broker."""
         corr = self.link.next_corr()
         body = self.extensions.request(child, msg, corr, now)
@@ -280,7 +300,7 @@ class Supervisor:
                 self.outcomes.failed(held.item, error, handled=False)
                 continue
             try:
-                self.pool.assign(child, held.item, held.deadline, held.fence, self.bound.child_stop(held.fence))
+                self.pool.assign(child, held.item, held.deadline, held.fence, self.bound.child_stop(held.fence), now)
             except OSError:  # the child died just now; its pipe will report EOF
                 child.task, child.deadline, child.fence = held.item, held.deadline, held.fence
 
@@ -333,13 +353,17 @@ class Supervisor:
             self.outbox.release(items)
 
     def leave(self) -> None:
-        """Wait (briefly) until the broker has taken every outcome and release, then say BYE."""
-        deadline = time.monotonic() + self.config.ack_timeout_s
-        while (not (self.outbox.settled() and self.hooks.idle())) and time.monotonic() < deadline:
-            self.outbox.resend_due(time.monotonic())
+        """Wait (at most ack_timeout_s on the clock given) until the broker has taken every outcome and
+        release, then say BYE. Blocking: run calls it once the loop is over."""
+        deadline = self.clock.now().mono + self.config.ack_timeout_s
+        while not (self.outbox.settled() and self.hooks.idle()):
+            now = self.clock.now()
+            if now.mono >= deadline:
+                break
+            self.outbox.resend_due(now.mono)
             self._flush()
             if self.sock.poll(100, zmq.POLLIN):
-                self._read_broker(time.monotonic())
+                self._read_broker(self.clock.now())
         if not self.outbox.settled():
             n = len(self.outbox.unacked)
             log.error("broker did not confirm %d messages before exit; their tasks will run again", n)
