@@ -65,7 +65,7 @@ def _collected(pool: Pool) -> list[tuple[object, bool, str]]:
 def test_a_stopped_child_is_killed_by_its_timer_at_kill_at(pool: Pool) -> None:
     # Given a child running a 30 s task whose kill time is 0.3 s away.
     child = _one(pool)
-    pool.assign(child, _item(30), math.inf, math.inf, time.monotonic() + 0.3)
+    pool.assign(child, _item(30), math.inf, math.inf, time.monotonic() + 0.3, time.monotonic())
     assert _ended(child, 10) and isinstance(pool.read(child), Extend)
     # When the child itself is frozen (SIGSTOP: neither it nor a supervisor can act),
     os.kill(child.pid, signal.SIGSTOP)
@@ -81,7 +81,7 @@ def test_kill_at_moved_later_while_the_task_runs_lets_it_finish(pool: Pool) -> N
     # Given a child running a 1 s task whose kill time is 0.3 s away,
     child = _one(pool)
     start = time.monotonic()
-    pool.assign(child, _item(1.0), math.inf, math.inf, start + 0.3)
+    pool.assign(child, _item(1.0), math.inf, math.inf, start + 0.3, start)
     assert _ended(child, 10) and isinstance(pool.read(child), Extend)
     # When the supervisor confirms contact (kill_at moves) before then,
     child.kill_at.value = start + 30
@@ -94,13 +94,13 @@ def test_kill_at_moved_later_while_the_task_runs_lets_it_finish(pool: Pool) -> N
 def test_a_task_whose_kill_time_has_passed_never_starts(pool: Pool) -> None:
     # Given a task handed over after its kill time (the supervisor was slow to pass it on).
     child = _one(pool)
-    pool.assign(child, _item(30), math.inf, math.inf, time.monotonic() - 1)
+    pool.assign(child, _item(30), math.inf, math.inf, time.monotonic() - 1, time.monotonic())
     # Then the child refuses it at once, without running the handler, and stays alive.
     assert _ended(child, 10)
     outcome = pool.read(child)
     assert isinstance(outcome, dict) and outcome["outcome"] == "fail"
     assert "lease bound passed before the task could start" in outcome["error"]
     child.task = None
-    pool.assign(child, _item(0), math.inf, math.inf, time.monotonic() + 30)
+    pool.assign(child, _item(0), math.inf, math.inf, time.monotonic() + 30, time.monotonic())
     assert _ended(child, 10) and isinstance(pool.read(child), Extend)
     assert _ended(child, 10) and pool.read(child) == {"outcome": "complete", "result": encode_value("slept")}

@@ -78,16 +78,16 @@ def test_supervisor_resends_outcomes_only_when_the_broker_could_not_write() -> N
 
     sup = Supervisor(WorkerConfig(), Router(), RETRY_DEFAULT)
     item = {"id": "t", "token": 1, "outcome": "complete"}
-    sup.link.unacked = {1: (Kind.RESULTS, [item]), 2: (Kind.RESULTS, [item])}
+    sup.outbox.unacked = {1: (Kind.RESULTS, [item]), 2: (Kind.RESULTS, [item])}
     # When one is refused with INTERNAL and the other with BAD_FIELD, at time 100,
     sup._on_error(1, {"code": int(ErrorCode.INTERNAL), "message": "disk full"}, 100.0)
     sup._on_error(2, {"code": int(ErrorCode.BAD_FIELD), "message": "bad"}, 100.0)
     # Then only the first is kept to be sent again, after a back-off, and neither waits any more.
-    assert sup.link.unacked == {} and sup.outcomes.pending == []
-    assert sup.resend.due(100.05) == []
-    assert sup.resend.due(100.1) == [(Kind.RESULTS, [item])]
+    assert sup.outbox.unacked == {} and sup.outcomes.pending == []
+    assert sup.outbox.resend.due(100.05) == []
+    assert sup.outbox.resend.due(100.1) == [(Kind.RESULTS, [item])]
     # And a second refusal in a row waits twice as long; an accepted answer starts it over.
-    assert sup.resend.refused(Kind.RESULTS, [item], 200.0) == pytest.approx(0.2)
-    sup.resend.due(200.2)
-    sup.resend.accepted()
-    assert sup.resend.refused(Kind.RESULTS, [item], 300.0) == pytest.approx(0.1)
+    assert sup.outbox.resend.refused(Kind.RESULTS, [item], 200.0) == pytest.approx(0.2)
+    sup.outbox.resend.due(200.2)
+    sup.outbox.resend.accepted()
+    assert sup.outbox.resend.refused(Kind.RESULTS, [item], 300.0) == pytest.approx(0.1)

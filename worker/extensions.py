@@ -8,9 +8,9 @@ child's deadline is pulled in to match, so the task never runs on past its broke
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
+from ajq.protocol.clock import Now
 from ajq.worker.lease_bound import LeaseBound
 from ajq.worker.pool import Child, Extend
 
@@ -26,7 +26,7 @@ class Extensions:
     def __init__(self) -> None:
         self.waiting: dict[int, tuple[str, int, float]] = {}  # corr -> (task id, token, monotonic sent at)
 
-    def request(self, child: Child, msg: Extend, corr: int, now: float) -> dict[str, Any] | None:
+    def request(self, child: Child, msg: Extend, corr: int, now: Now) -> dict[str, Any] | None:
         """Move the child's deadline to now + seconds (capped at max_run_time); the EXTEND body to send.
 
         None when the message comes late, from a try that is over.
@@ -35,12 +35,12 @@ class Extensions:
         if item is None or item["token"] != msg.token:
             return None
         seconds = min(msg.seconds, float(item["run_time_s"]))
-        child.deadline = now + seconds
-        item["deadline_wall"] = time.time() + seconds  # for a Task the supervisor builds for the error handler
+        child.deadline = now.mono + seconds
+        item["deadline_wall"] = now.wall + seconds  # for a Task the supervisor builds for the error handler
         item["extended_s"] = seconds
         if len(self.waiting) >= MEMORY:
-            self.waiting = {c: w for c, w in self.waiting.items() if now - w[2] < FORGET_S}
-        self.waiting[corr] = (item["id"], item["token"], now)
+            self.waiting = {c: w for c, w in self.waiting.items() if now.mono - w[2] < FORGET_S}
+        self.waiting[corr] = (item["id"], item["token"], now.mono)
         return {"id": item["id"], "token": item["token"], "seconds": seconds}
 
     def granted(self, corr: int, data: Any, busy: list[Child], bound: LeaseBound) -> None:

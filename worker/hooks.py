@@ -8,9 +8,10 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
+
+from ajq.protocol.clock import Clock
 
 log = logging.getLogger("ajq.worker")
 
@@ -19,9 +20,11 @@ SLOW_S = 10.0  # a hook running longer than this is logged as stuck (a thread ca
 
 
 class HookRunner:
-    """One daemon thread, started on the first call, that runs hook calls in order."""
+    """One daemon thread, started on the first call, that runs hook calls in order. It reads `clock`
+    (the supervisor's) when a call starts, so `check` compares times of one clock."""
 
-    def __init__(self, max_waiting: int = MAX_WAITING) -> None:
+    def __init__(self, clock: Clock, max_waiting: int = MAX_WAITING) -> None:
+        self.clock = clock
         self._calls: queue.Queue[tuple[Callable[..., Any], tuple[Any, ...]]] = queue.Queue(max_waiting)
         self._thread: threading.Thread | None = None
         self._running_since: float | None = None  # monotonic, while a call runs
@@ -54,7 +57,7 @@ class HookRunner:
     def _serve(self) -> None:
         while True:
             fn, args = self._calls.get()
-            self._running_since = time.monotonic()
+            self._running_since = self.clock.now().mono
             try:
                 fn(*args)
             except BaseException:  # a hook must never end the thread

@@ -7,8 +7,9 @@ Three times bound a try, all monotonic:
   delivery was;
 - the lease bound: the last confirmed contact plus `lease_bound_s`; past it the broker may take the
   task back.
-The supervisor kills a child a little before the earliest of them, with an error that says which;
-the child's own kernel timer (worker/watchdog.py) kills it at the fence or the bound at the latest.
+The supervisor kills a child a little before the earliest of them, with an error that says which
+(`overdue`, on its loop's `now`); the child's own kernel timer (worker/watchdog.py, on the real
+CLOCK_MONOTONIC) kills it at the fence or the bound at the latest.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 
 from ajq.worker.errors import HardTimeout, LeaseRanOut, WorkerError
 from ajq.worker.link import BrokerLink
+from ajq.worker.pool import Child
 
 LEAD_S = 0.05  # the supervisor stops a child this long before its kernel timer would
 
@@ -53,6 +55,16 @@ class LeaseBound:
     def supervisor_stop(self, deadline: float, fence: float) -> float:
         """When the supervisor kills the child: its deadline, or just before the child would itself."""
         return min(deadline, fence - self.link.lease_grace_s / 2, self.child_stop(fence) - LEAD_S)
+
+    def overdue(self, busy: list[Child], now: float) -> list[tuple[Child, WorkerError]]:
+        """The running children the supervisor must stop at `now`, each with its try's error."""
+        return [
+            (child, self.why(child.task, child.deadline, now))
+            for child in busy
+            if child.task is not None
+            and child.deadline is not None
+            and self.supervisor_stop(child.deadline, child.fence) <= now
+        ]
 
     def why(self, item: dict[str, Any], deadline: float, now: float) -> WorkerError:
         """The error of a try stopped at `now` by supervisor_stop."""

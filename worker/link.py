@@ -4,7 +4,8 @@ and the requests that still await an answer (Paranoid Pirate, from the zguide).
 HELLO is sent until the broker welcomes us, and again whenever the broker is silent for three
 heartbeats or says it does not know us. Heartbeats carry a corr, and the broker's answer to one (or
 the welcome) confirms contact as of the moment we sent it: `contact` is what the lease bound counts
-from (SPEC 6.1). Nothing here decides what to do with a message.
+from (SPEC 6.1). Nothing here decides what to do with a message; the requests that await an answer
+are outbox.py's. Every time here is the supervisor loop's monotonic `now`, passed in.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import logging
 import math
 import os
 import socket
-import time
 from typing import Any
 
 import zmq
@@ -26,8 +26,6 @@ from ajq.worker.config import WorkerConfig
 from ajq.worker.errors import WorkerConfigError
 
 log = logging.getLogger("ajq.worker")
-
-Items = list[dict[str, Any]]
 
 
 class BrokerLink:
@@ -46,12 +44,11 @@ class BrokerLink:
         self.contact = -math.inf  # monotonic: when we sent the latest message the broker answered as ours
         self._beats: dict[int, float] = {}  # heartbeat corr -> monotonic sent at, until answered
         self._hello_sent = 0.0
-        self.unacked: dict[int, tuple[Kind, Items]] = {}  # RESULTS and RELEASE awaiting an answer
         self.hello_corr = 0
         self._corr = itertools.count(1)
         self._next_hello = 0.0
         self._next_beat = 0.0
-        self._last_heard = time.monotonic()
+        self._last_heard = -math.inf  # monotonic: set by receive, so always before a welcome
 
     def connect(self) -> zmq.Socket[bytes]:
         """Open the socket (after the pool is forked: no child inherits a live context)."""
@@ -79,12 +76,6 @@ class BrokerLink:
         except zmq.Again:
             return False
 
-    def send_tracked(self, kind: Kind, body: dict[str, Any], items: Items) -> None:
-        """RESULTS or RELEASE: remembered until answered, and sent again after a new welcome."""
-        corr = self.next_corr()
-        self.unacked[corr] = (kind, items)
-        self.send(kind, body, corr)
-
     def receive(self, now: float) -> list[Frame]:
         """Every message waiting on the socket; an unreadable one is logged and dropped."""
         frames: list[Frame] = []
@@ -99,9 +90,8 @@ class BrokerLink:
             except ProtocolError as exc:
                 log.error("unreadable message from the broker, ignored: %s", exc)
 
-    def welcome(self, data: dict[str, Any]) -> list[tuple[Kind, Items]]:
-        """Registered: adopt the broker's heartbeat; return what awaited an answer, to send again
-        (the broker may have missed it; outcomes are fenced by their tokens, so resending is safe)."""
+    def welcome(self, data: dict[str, Any]) -> None:
+        """Registered: adopt the broker's heartbeat and lease bound; contact holds as of the HELLO."""
         self.registered = True
         self.heartbeat_s = float(data["heartbeat_s"])
         self.lease_bound_s = float(data.get("lease_bound_s", BEATS_PER_BOUND * self.heartbeat_s))
@@ -115,9 +105,6 @@ class BrokerLink:
                     "queue %r has never been configured, submitted or scheduled to: if that name is a typo, "
                     "fix --queue; tasks sent to any other queue will not reach this worker", name,
                 )  # fmt: skip
-        pending = list(self.unacked.values())
-        self.unacked.clear()
-        return pending
 
     def confirmed(self, corr: int) -> bool:
         """A REPLY: if it answers one of our heartbeats, contact holds as of when we sent it."""

@@ -3,7 +3,9 @@
 We fork on purpose (not spawn): the app's handlers are imported once in the supervisor, and every
 child starts with them loaded, so a task costs no import and no process start. A child is retired
 (and replaced) after `max_tasks` tasks or when its RSS is over `max_memory_mb`, checked between tasks:
-a leaky handler costs a fork now and then, never the worker.
+a leaky handler costs a fork now and then, never the worker. Given a `watch` (the supervisor's
+poller), the pool registers each child's pipe as it forks the child and unregisters it as it forgets
+the child, so what is polled is always the pipes of the children it has.
 """
 
 from __future__ import annotations
@@ -14,14 +16,14 @@ import gc
 import math
 import os
 import signal
-import time
 from dataclasses import dataclass
 from multiprocessing import Pipe
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, Protocol
 
 import msgpack
 import psutil  # type: ignore[import-untyped]
+import zmq
 from nacl.signing import VerifyKey
 
 from ajq.worker.child import child_main
@@ -72,14 +74,23 @@ Outcome = dict[str, Any]  # {"outcome": ..., "result"?, "error"?}: ends the task
 ChildMessage = Outcome | Extend | ErrorHandlerRuns
 
 
+class Watch(Protocol):
+    """What polls the children's pipes (a zmq.Poller)."""
+
+    def register(self, socket: Any, flags: int = ...) -> None: ...
+
+    def unregister(self, socket: Any) -> None: ...
+
+
 class Pool:
     """`size` children; the supervisor assigns tasks to idle ones and reads their outcomes."""
 
     def __init__(
         self, size: int, router: Router, max_tasks: int = 0, max_memory_mb: float = 0.0,
-        verify: VerifyKey | None = None,
+        verify: VerifyKey | None = None, watch: Watch | None = None,
     ) -> None:  # fmt: skip
         self.size = size
+        self.watch = watch  # told of every pipe opened and closed
         self.router = router
         self.verify = verify  # tasks must carry a signature this key checks (protocol/signing.py)
         self.max_tasks = max_tasks  # 0: no limit
@@ -109,6 +120,8 @@ class Pool:
         child_end.close()
         child = Child(pid, parent_end, kill_at)
         self.children[child.fd] = child
+        if self.watch is not None:
+            self.watch.register(child.fd, zmq.POLLIN)
         return child
 
     def idle(self) -> list[Child]:
@@ -119,14 +132,16 @@ class Pool:
         """Children running a task."""
         return [c for c in self.children.values() if c.task is not None]
 
-    def assign(self, child: Child, item: dict[str, Any], deadline: float, fence: float, kill_at: float) -> None:
-        """Hand `item` to an idle child: the supervisor kills it at `deadline`, it kills itself at
-        `kill_at` (both monotonic; `fence` is when the broker's lease may end)."""
+    def assign(
+        self, child: Child, item: dict[str, Any], deadline: float, fence: float, kill_at: float, now: float
+    ) -> None:
+        """Hand `item` to an idle child at `now`: the supervisor kills it at `deadline`, it kills itself
+        at `kill_at` (all monotonic; `fence` is when the broker's lease may end)."""
         child.task = item
         child.deadline = deadline
         child.fence = fence
         child.kill_at.value = kill_at  # before the task is sent: the child reads it when the task arrives
-        child.started = time.monotonic()
+        child.started = now
         child.error_handled = False
         child.conn.send_bytes(msgpack.packb(item))
 
@@ -165,8 +180,7 @@ class Pool:
     def retire(self, child: Child) -> None:
         """Close a child's pipe (an idle one exits on EOF, a killed one is gone) and forget it;
         reap_retired collects it later."""
-        self.children.pop(child.fd, None)
-        child.conn.close()
+        self._forget(child)
         self.retired.append(child.pid)
 
     def reap_retired(self) -> None:
@@ -188,8 +202,7 @@ class Pool:
 
     def died(self, child: Child, now: float) -> None:
         """Its pipe closed: forget it; `dead()` collects its exit and its task, never blocking."""
-        self.children.pop(child.fd, None)
-        child.conn.close()
+        self._forget(child)
         self._dying[child.pid] = (child.task, child.error_handled, now)
 
     def dying(self) -> bool:
@@ -210,6 +223,14 @@ class Pool:
                 cause = f"its pipe closed, and it had not exited {EXIT_WAIT_S:g}s later"
             out.append((item, handled, cause))
         return out
+
+    def _forget(self, child: Child) -> None:
+        """No longer ours: close its pipe and stop watching it."""
+        fd = child.fd
+        self.children.pop(fd, None)
+        child.conn.close()
+        if self.watch is not None:
+            self.watch.unregister(fd)
 
     def stop(self) -> None:
         """Close every pipe (idle children exit on EOF), kill what is left, reap them all (at exit only:

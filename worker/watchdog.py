@@ -6,6 +6,12 @@ and the time by which the broker's lease surely still holds. A thread of the chi
 POSIX timer that sends SIGKILL, so the kill comes from the kernel: it needs neither the supervisor
 (stopped, dead) nor the child's own interpreter (a handler holding the GIL in C code) to be running,
 and it fires even while the child itself is stopped.
+
+It runs on the real CLOCK_MONOTONIC, not on the clock injected into the supervisor, and stays so on
+purpose: a kernel timer is what still fires when no process of ours can act. A test that moves the
+supervisor's clock therefore cannot move this timer (tests/test_supervisor_clock.py keeps its moved
+time far ahead of the real clock, so the timer never fires there and the supervisor's own decisions
+are what it tests).
 """
 
 from __future__ import annotations
