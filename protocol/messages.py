@@ -280,7 +280,8 @@ def check_body(kind: Kind, body: Any, limits: Limits) -> None:
         if len(items) > limits.max_batch:
             raise ProtocolError(
                 ErrorCode.TOO_LARGE,
-                f"{kind.value} has {len(items)} {field}, more than the limit of {limits.max_batch}: split it",
+                f"{kind.value} has {len(items)} {field}, more than the limit of {limits.max_batch}"
+                f"{limits.named('max_batch')}: split it",
             )
         if (kind, field) in ITEMS_ALONE:
             continue
@@ -301,5 +302,6 @@ def _check_sizes(kind: Kind, field: str, i: int, item: dict[str, Any], limits: L
             raise ProtocolError(
                 ErrorCode.TOO_LARGE,
                 f"{kind.value} {field}[{i}] {name} is {len(blob)} bytes, over the limit of "
-                f"{limits.max_payload_bytes}: store large data elsewhere and pass a reference",
+                f"{limits.max_payload_bytes}{limits.named('max_payload_bytes')}: store large data elsewhere "
+                "and pass a reference",
             )

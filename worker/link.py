@@ -21,7 +21,7 @@ import zmq
 
 from ajq.protocol import Frame, Kind, ProtocolError, decode, encode
 from ajq.protocol.curve import ClientKeys, KeyFileError
-from ajq.protocol.limits import BEATS_PER_BOUND
+from ajq.protocol.limits import BEATS_PER_BOUND, HARD_LIMITS, Limits
 from ajq.worker.config import WorkerConfig
 from ajq.worker.errors import WorkerConfigError
 
@@ -43,6 +43,7 @@ class BrokerLink:
             raise WorkerConfigError(str(exc)) from None
         self.lease_bound_s = BEATS_PER_BOUND * config.heartbeat_s  # likewise
         self.lease_grace_s = 0.0  # likewise
+        self.limits = Limits()  # the broker's frame, payload and batch limits, as its welcome announces them
         self.contact = -math.inf  # monotonic: when we sent the latest message the broker answered as ours
         self._beats: dict[int, float] = {}  # heartbeat corr -> monotonic sent at, until answered
         self._hello_sent = 0.0
@@ -95,7 +96,7 @@ class BrokerLink:
                 return frames
             self._last_heard = now
             try:
-                frames.append(decode(raw))
+                frames.append(decode(raw, HARD_LIMITS))  # the broker's own limits may be anything within these
             except ProtocolError as exc:
                 log.error("unreadable message from the broker, ignored: %s", exc)
 
@@ -106,6 +107,7 @@ class BrokerLink:
         self.heartbeat_s = float(data["heartbeat_s"])
         self.lease_bound_s = float(data.get("lease_bound_s", BEATS_PER_BOUND * self.heartbeat_s))
         self.lease_grace_s = float(data.get("lease_grace_s", 0.0))
+        self.limits = Limits.announced(data)
         self.contact = max(self.contact, self._hello_sent)
         log.info("registered with the broker at %s", self.config.broker)
         for name in data.get("unused_queues", ()):

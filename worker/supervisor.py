@@ -210,6 +210,7 @@ class Supervisor:
         """Registered: adopt the heartbeat, resend what was not acknowledged, start from zero credit."""
         for kind, items in self.link.welcome(data):
             self._requeue(kind, items)
+        self.outcomes.limits = self.link.limits
         self.extensions.waiting.clear()  # their answers will not come: the next task.extend renews the lease
         self.outstanding = 0  # a new registration starts with no credit
         self._drop_lost_leases(set(data.get("running", ())))
@@ -365,7 +366,7 @@ class Supervisor:
     def _flush(self) -> None:
         """Send outcomes (fenced by their tokens, so even before a welcome) with the credit due."""
         credit = self._credit_due()
-        for batch in batches(self.outcomes.take()):
+        for batch in batches(self.outcomes.take(), self.link.limits):
             self.link.send_tracked(Kind.RESULTS, {"results": batch, "credit": credit}, batch)
             self.outstanding += credit
             credit = 0
@@ -375,7 +376,8 @@ class Supervisor:
 
     def _send_release(self, items: list[dict[str, Any]]) -> None:
         """RELEASE leases (no try used), remembered until the broker answers."""
-        self.link.send_tracked(Kind.RELEASE, {"leases": items}, items)
+        for batch in batches(items, self.link.limits):
+            self.link.send_tracked(Kind.RELEASE, {"leases": batch}, batch)
 
     def _release_buffer(self) -> None:
         """Hand back tasks that were delivered but not started: they use no try."""
