@@ -58,6 +58,7 @@ class BrokerConfig:
     max_queues: int = 1000  # queues that may exist at once; naming one more is refused
     max_workers: int = 10_000  # workers registered at once; one more HELLO is refused
     max_waits: int = 100_000  # WAITs parked at once; one more is refused (the client may poll instead)
+    max_peers: int | None = None  # connections admitted at once; None: DEFAULT_MAX_PEERS, or what the fd limit allows
     max_frame_mb: int = MAX_FRAME_BYTES // MIB  # one message, in MiB; larger ones are refused TOO_LARGE
     max_payload_kb: int = MAX_PAYLOAD_BYTES // KIB  # one payload or result, in KiB; at most half a frame
     max_batch: int = MAX_BATCH  # tasks in one SUBMIT, items in one RESULTS or RELEASE, tasks in one DELIVER
@@ -85,6 +86,8 @@ class BrokerConfig:
         _check("max_queues", self.max_queues, options.count_problem(self.max_queues, minimum=1), "1000")
         _check("max_workers", self.max_workers, options.count_problem(self.max_workers, minimum=1), "10000")
         _check("max_waits", self.max_waits, options.count_problem(self.max_waits, minimum=1), "100000")
+        if self.max_peers is not None:
+            _check("max_peers", self.max_peers, options.count_problem(self.max_peers, minimum=1), "10000")
         self._check_limits()
         self._check_security()
         if self.max_db_mb is not None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
+import time
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -47,6 +49,7 @@ class AsyncClient:
         self._corr = itertools.count(1)
         self._pending: dict[int, asyncio.Future[Any]] = {}
         self._reader: asyncio.Task[None] | None = None
+        self._heard = 0.0  # monotonic: when the last message came
         self.limits: Limits | None = None  # the broker's, learned by the first submit_many
 
     async def __aenter__(self) -> AsyncClient:
@@ -202,19 +205,29 @@ class AsyncClient:
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[corr] = fut
         limit = self.timeout if timeout is None else calls.timeout_s("timeout", timeout)
+        sent = time.monotonic()
         try:
             await self._sock.send(encode(kind, corr, body))
             return await asyncio.wait_for(fut, limit)
         except TimeoutError:
+            if self._heard < sent:  # nothing came since: a connection the broker refused (--max-peers) is dead
+                self._reconnect()
             raise RequestTimeout(
                 f"no answer from the broker at {self.endpoint} within {limit:g}s: is ajbroker running there?"
             ) from None
         finally:
             self._pending.pop(corr, None)
 
+    def _reconnect(self) -> None:
+        """A fresh connection on the same socket: ZeroMQ never retries a handshake the broker refused."""
+        with contextlib.suppress(zmq.ZMQError):
+            self._sock.disconnect(self.endpoint)
+        self._sock.connect(self.endpoint)
+
     async def _read(self) -> None:
         while True:
             frames = await self._sock.recv_multipart()
+            self._heard = time.monotonic()
             try:
                 frame = decode(frames, HARD_LIMITS, validate=False)
             except ProtocolError:

@@ -2,13 +2,16 @@
 and the requests that still await an answer (Paranoid Pirate, from the zguide).
 
 HELLO is sent until the broker welcomes us, and again whenever the broker is silent for three
-heartbeats or says it does not know us. Heartbeats carry a corr, and the broker's answer to one (or
-the welcome) confirms contact as of the moment we sent it: `contact` is what the lease bound counts
-from (SPEC 6.1). Nothing here decides what to do with a message.
+heartbeats or says it does not know us; unanswered that long, it goes on a fresh connection (a broker
+refuses a handshake past its --max-peers, and ZeroMQ never retries a refused one by itself).
+Heartbeats carry a corr, and the broker's answer to one (or the welcome) confirms contact as of the
+moment we sent it: `contact` is what the lease bound counts from (SPEC 6.1). Nothing here decides what
+to do with a message.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import math
@@ -53,6 +56,8 @@ class BrokerLink:
         self._next_hello = 0.0
         self._next_beat = 0.0
         self._last_heard = time.monotonic()
+        self._connected = self._last_heard  # monotonic: when the socket last (re)connected
+        self._reconnects = 0  # fresh connections made without an answer since the last one
 
     def connect(self) -> zmq.Socket[bytes]:
         """Open the socket (after the pool is forked: no child inherits a live context)."""
@@ -95,6 +100,7 @@ class BrokerLink:
             except zmq.Again:
                 return frames
             self._last_heard = now
+            self._reconnects = 0
             try:
                 frames.append(decode(raw, HARD_LIMITS))  # the broker's own limits may be anything within these
             except ProtocolError as exc:
@@ -143,6 +149,8 @@ class BrokerLink:
         if self.registered and now - self._last_heard > 3 * self.heartbeat_s:
             log.warning("broker silent for %.1fs: registering again", now - self._last_heard)
             self.forget_registration()
+        if not self.registered and min(now - self._last_heard, now - self._connected) > 3 * self.heartbeat_s:
+            self._reconnect(now)
         if not self.registered and may_register and now >= self._next_hello:
             self.hello_corr = self.next_corr()
             self._hello_sent = now
@@ -154,6 +162,22 @@ class BrokerLink:
             self._beats[corr] = now
             self.send(Kind.HEARTBEAT, {}, corr)
             self._next_beat = now + self.heartbeat_s
+
+    def _reconnect(self, now: float) -> None:
+        """The broker has not answered for 3 heartbeats: drop the connection (and what waits in it) and
+        make a new one. A refused handshake ends a connection for good; a new one is asked again."""
+        if self._reconnects == 0:
+            log.warning(
+                "no answer from the broker at %s for %.1fs: connecting again (a broker at its --max-peers, or "
+                "one that does not admit our key, refuses the connection without a word)", self.config.broker,
+                now - self._last_heard,
+            )  # fmt: skip
+        self._reconnects += 1
+        with contextlib.suppress(zmq.ZMQError):
+            self.sock.disconnect(self.config.broker)
+        self.sock.connect(self.config.broker)
+        self._connected = now
+        self._next_hello = now
 
     def next_timer(self, now: float, may_register: bool) -> float:
         """When keep_in_touch next has something to do (never in the past when it has nothing)."""
