@@ -17,6 +17,7 @@ MAX_PAYLOAD_BYTES = MIB  # one task's encoded payload or result; at most half th
 MAX_BATCH = 10_000  # tasks in one SUBMIT, leases in one RESULTS
 HARD_BATCH = 100_000  # the most --max-batch may be: a frame's decode budget and a step's rows grow with it
 MAX_NAME_CHARS = 200  # queue names and task types
+MAX_HOST_CHARS = 255  # a worker's host name in HELLO (DNS names are at most 253)
 MAX_WORKER_PROCS = 4096  # processes one worker may announce in HELLO
 MAX_PREFETCH_PER_PROC = 64  # tasks a worker may hold ready per process, beyond the one it runs
 MAX_ERROR_CHARS = 8_000  # stored error text; longer text is cut, not refused
