@@ -55,6 +55,9 @@ def info(b: Broker, ident: bytes, frame: Frame, now: Now) -> None:
             "active_leases": len(b.leases),
             "schedules": len(b.schedules),
             "counts": b.queues.totals(),
+            "max_frame_bytes": b.limits.max_frame_bytes,
+            "max_payload_bytes": b.limits.max_payload_bytes,
+            "max_batch": b.limits.max_batch,
         },
     )
 

@@ -7,8 +7,10 @@ import sys
 
 from ajq.broker.config import BrokerConfig
 from ajq.broker.errors import AjbrokerError
+from ajq.broker.peers import DEFAULT_MAX_PEERS
 from ajq.protocol import options
 from ajq.protocol.defaults import DEFAULT_ENDPOINT
+from ajq.protocol.limits import HARD_BATCH, HARD_FRAME_BYTES, KIB, MIB
 
 
 def parse(argv: list[str] | None) -> BrokerConfig:
@@ -45,6 +47,22 @@ def parse(argv: list[str] | None) -> BrokerConfig:
         help="client WAITs parked at once (default 100000)",
     )  # fmt: skip
     p.add_argument(
+        "--max-peers", type=options.count_arg(minimum=1, example="10000"), dest="max_peers",
+        help=f"connections admitted at once (default {DEFAULT_MAX_PEERS}, or what the file descriptor limit allows)",
+    )  # fmt: skip
+    p.add_argument(
+        "--max-frame-mb", type=options.count_arg(minimum=1, maximum=HARD_FRAME_BYTES // MIB - 1, example="8"),
+        dest="max_frame_mb", help="largest message, in MiB (default 8)",
+    )  # fmt: skip
+    p.add_argument(
+        "--max-payload-kb", type=options.count_arg(minimum=1, maximum=HARD_FRAME_BYTES // 2 // KIB, example="1024"),
+        dest="max_payload_kb", help="largest task payload or result, in KiB; at most half a frame (default 1024)",
+    )  # fmt: skip
+    p.add_argument(
+        "--max-batch", type=options.count_arg(minimum=1, maximum=HARD_BATCH, example="10000"), dest="max_batch",
+        help="most tasks in one SUBMIT, outcomes in one RESULTS, tasks in one DELIVER (default 10000)",
+    )  # fmt: skip
+    p.add_argument(
         "--curve-secret", help="the broker's NAME.key_secret: encrypt and authenticate (env AJQ_CURVE_SECRET)"
     )
     p.add_argument(
@@ -70,6 +88,10 @@ def parse(argv: list[str] | None) -> BrokerConfig:
         max_queues=args.max_queues,
         max_workers=args.max_workers,
         max_waits=args.max_waits,
+        max_peers=args.max_peers,
+        max_frame_mb=args.max_frame_mb,
+        max_payload_kb=args.max_payload_kb,
+        max_batch=args.max_batch,
         curve_secret=args.curve_secret,
         authorized_keys=args.authorized_keys,
         insecure=args.insecure or None,

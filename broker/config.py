@@ -8,7 +8,18 @@ from dataclasses import dataclass
 from ajq.broker.errors import BrokerConfigError
 from ajq.protocol import options
 from ajq.protocol.defaults import DEFAULT_ENDPOINT, endpoint
-from ajq.protocol.limits import BEATS_PER_BOUND, LEASE_MARGIN_S
+from ajq.protocol.limits import (
+    BEATS_PER_BOUND,
+    HARD_BATCH,
+    HARD_FRAME_BYTES,
+    KIB,
+    LEASE_MARGIN_S,
+    MAX_BATCH,
+    MAX_FRAME_BYTES,
+    MAX_PAYLOAD_BYTES,
+    MIB,
+    Limits,
+)
 
 DEFAULT_DB = "./ajq.db"
 
@@ -47,6 +58,10 @@ class BrokerConfig:
     max_queues: int = 1000  # queues that may exist at once; naming one more is refused
     max_workers: int = 10_000  # workers registered at once; one more HELLO is refused
     max_waits: int = 100_000  # WAITs parked at once; one more is refused (the client may poll instead)
+    max_peers: int | None = None  # connections admitted at once; None: DEFAULT_MAX_PEERS, or what the fd limit allows
+    max_frame_mb: int = MAX_FRAME_BYTES // MIB  # one message, in MiB; larger ones are refused TOO_LARGE
+    max_payload_kb: int = MAX_PAYLOAD_BYTES // KIB  # one payload or result, in KiB; at most half a frame
+    max_batch: int = MAX_BATCH  # tasks in one SUBMIT, items in one RESULTS or RELEASE, tasks in one DELIVER
     max_db_mb: int | None = None  # cap on the database file: past it writes fail as on a full disk
     events_bind: str | None = None  # PUB socket for task events; default: the --bind port + 1
     curve_secret: str | None = None  # the broker's NAME.key_secret: CURVE on every socket
@@ -71,9 +86,30 @@ class BrokerConfig:
         _check("max_queues", self.max_queues, options.count_problem(self.max_queues, minimum=1), "1000")
         _check("max_workers", self.max_workers, options.count_problem(self.max_workers, minimum=1), "10000")
         _check("max_waits", self.max_waits, options.count_problem(self.max_waits, minimum=1), "100000")
+        if self.max_peers is not None:
+            _check("max_peers", self.max_peers, options.count_problem(self.max_peers, minimum=1), "10000")
+        self._check_limits()
         self._check_security()
         if self.max_db_mb is not None:
             _check("max_db_mb", self.max_db_mb, options.count_problem(self.max_db_mb, minimum=1), "512")
+
+    def _check_limits(self) -> None:
+        """Frame under ZeroMQ's hard limit, a payload at most half a frame (so one item and its envelope
+        always fit one message), a batch within HARD_BATCH."""
+        most_mb = HARD_FRAME_BYTES // MIB - 1
+        frame = self.max_frame_mb
+        _check("max_frame_mb", frame, options.count_problem(frame, minimum=1, maximum=most_mb), "8")
+        payload, most_kb = self.max_payload_kb, frame * MIB // 2 // KIB
+        problem = options.count_problem(payload, minimum=1, maximum=most_kb)
+        example = str(min(MAX_PAYLOAD_BYTES // KIB, most_kb))
+        _check("max_payload_kb", payload, problem and f"{problem} (half of max_frame_mb={frame})", example)
+        batch_problem = options.count_problem(self.max_batch, minimum=1, maximum=HARD_BATCH)
+        _check("max_batch", self.max_batch, batch_problem, "10000")
+
+    @property
+    def limits(self) -> Limits:
+        """The frame, payload and batch limits in bytes and items, naming ajbroker's flags in refusals."""
+        return Limits(self.max_frame_mb * MIB, self.max_payload_kb * KIB, self.max_batch, set_by="ajbroker")
 
     def _check_security(self) -> None:
         """Keys come as a pair; without them only this host may listen, unless `insecure`."""

@@ -57,7 +57,7 @@ class Broker:
     def __init__(self, store: Store, config: BrokerConfig, now: Now) -> None:
         self.store = store
         self.config = config
-        self.limits = Limits()
+        self.limits = config.limits  # ajbroker --max-frame-mb, --max-payload-kb, --max-batch
         self.started = now.wall
         self.events_endpoint = config.events_endpoint  # the server puts the bound address here
         self.journal = Journal()

@@ -66,7 +66,9 @@ def add(b: Broker, ident: bytes, frame: Frame, now: Now) -> None:
     valid(body["cron"])
     if len(body["payload"]) > b.limits.max_payload_bytes:
         raise ProtocolError(
-            ErrorCode.TOO_LARGE, f"the payload is over {b.limits.max_payload_bytes} bytes: pass a reference instead"
+            ErrorCode.TOO_LARGE,
+            f"the payload is over {b.limits.max_payload_bytes} bytes{b.limits.named('max_payload_bytes')}: "
+            "pass a reference instead",
         )
     old = b.schedules.get(body["name"])
     row = ScheduleRow(

@@ -13,7 +13,8 @@ from collections.abc import Callable
 
 import zmq
 
-from ajq.broker.access import Gatekeeper, Peer, peer_of
+from ajq.broker import peers
+from ajq.broker.access import Gatekeeper, Peer, load_roles, peer_of
 from ajq.broker.config import BrokerConfig
 from ajq.broker.core import Broker
 from ajq.broker.errors import BrokerConfigError
@@ -34,10 +35,12 @@ class Server:
     def __init__(self, config: BrokerConfig, clock: Clock | None = None) -> None:
         self.config = config
         self.clock = clock or SteadyClock()
+        max_peers = peers.max_peers(config.max_peers, peers.open_files_limit())  # refused before any file is made
+        roles = self._load_keys(config)
         self.store = Store(config.db, config.synchronous, config.max_db_mb)
         self.broker = Broker(self.store, config, self.clock.now())
         self.ctx = zmq.Context()
-        self.gatekeeper = self._admit_keys(config)
+        self.gatekeeper = Gatekeeper(self.ctx, roles, max_peers)
         self.sock = self.ctx.socket(zmq.ROUTER)
         self.sock.setsockopt(zmq.ROUTER_MANDATORY, 1)  # an unknown peer raises instead of dropping
         self._routing_ids(self.sock)
@@ -46,6 +49,8 @@ class Server:
         self.sock.setsockopt(zmq.RCVHWM, 100_000)
         self.sock.setsockopt(zmq.MAXMSGSIZE, HARD_FRAME_BYTES)
         self._curve_server(self.sock)
+        self.gatekeeper.guard(self.sock)  # every handshake goes through the ZAP handler, counted
+        self.gatekeeper.start()
         self.sock.bind(config.bind)
         self.endpoint = self.sock.getsockopt_string(zmq.LAST_ENDPOINT)
         self.pub = self.ctx.socket(zmq.XPUB)  # XPUB: we see subscriptions, so no subscriber costs nothing
@@ -60,20 +65,17 @@ class Server:
         self._stopping = False
         self._carry: list[list[bytes]] = []  # messages read but left by the step's row bound
         self._peers: dict[bytes, Peer] = {}  # with keys: who sent each message read and not yet stepped
-        self._keys: KeyPair | None
 
-    def _admit_keys(self, config: BrokerConfig) -> Gatekeeper | None:
-        """With keys configured: our pair, and the ZAP handler that admits the authorized keys."""
+    def _load_keys(self, config: BrokerConfig) -> dict[bytes, Role] | None:
+        """With keys configured: our pair (in `_keys`), and the admitted public keys with their roles."""
+        self._keys: KeyPair | None = None
         if not config.curve_secret or not config.authorized_keys:
-            self._keys = None
             return None
         try:
             self._keys = load_secret(config.curve_secret)
         except KeyFileError as exc:
             raise BrokerConfigError(str(exc)) from None
-        gatekeeper = Gatekeeper(self.ctx, config.authorized_keys)
-        gatekeeper.start_admitting()
-        return gatekeeper
+        return load_roles(config.authorized_keys)
 
     def _routing_ids(self, sock: zmq.Socket[bytes]) -> None:
         """Without keys, a worker that reconnects takes its routing id back at once (handover): every
@@ -141,7 +143,7 @@ class Server:
         """What the last step left, then the messages waiting, up to the step's cap in messages and
         in bytes (one message always)."""
         inbox, self._carry = self._carry, []
-        recv = self._recv_checked if self.gatekeeper is not None else self.sock.recv_multipart
+        recv = self._recv_checked if self._keys is not None else self.sock.recv_multipart
         left = self.config.max_step_bytes - sum(len(part) for msg in inbox for part in msg)
         while len(inbox) < self.config.max_batch_messages and left > 0:
             try:
@@ -191,8 +193,7 @@ class Server:
     def close(self) -> None:
         self.sock.close(0)
         self.pub.close(0)
-        if self.gatekeeper is not None:
-            self.gatekeeper.stop()
+        self.gatekeeper.stop()
         self.ctx.term()
         self.store.close()
         self._wake_r.close()

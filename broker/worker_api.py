@@ -61,6 +61,7 @@ def hello(b: Broker, ident: bytes, frame: Frame, now: Now) -> None:
             "lease_bound_s": b.config.lease_bound_s,
             "lease_grace_s": b.config.lease_grace_s,
             "max_frame_bytes": b.limits.max_frame_bytes,
+            "max_payload_bytes": b.limits.max_payload_bytes,
             "max_batch": b.limits.max_batch,
             "running": running,
             "unused_queues": unused,

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
+import time
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -14,7 +16,8 @@ import zmq.asyncio
 from ajq.client import calls
 from ajq.client.errors import ClientError, RequestTimeout, from_reply
 from ajq.client.models import CronInfo, QueueInfo, Submitted, TaskInfo, WorkerInfo
-from ajq.protocol import DEFAULT_QUEUE, Kind, ProtocolError, decode, defaults, encode
+from ajq.protocol import DEFAULT_QUEUE, Kind, Limits, ProtocolError, decode, defaults, encode
+from ajq.protocol.limits import HARD_LIMITS
 
 T = TypeVar("T")
 
@@ -46,6 +49,8 @@ class AsyncClient:
         self._corr = itertools.count(1)
         self._pending: dict[int, asyncio.Future[Any]] = {}
         self._reader: asyncio.Task[None] | None = None
+        self._heard = 0.0  # monotonic: when the last message came
+        self.limits: Limits | None = None  # the broker's, learned by the first submit_many
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -83,11 +88,23 @@ class AsyncClient:
     async def submit_many(
         self, tasks: Iterable[Any], *, queue: str = DEFAULT_QUEUE, timeout: float | None = None
     ) -> list[str]:
+        """Submit many tasks in batches within the broker's limits (see Client.submit_many)."""
         ids: list[str] = []
-        for call in calls.submit_batches(queue, calls.many_items(tasks)):
-            batch: list[str] = await self._run(calls.signed(call, self._signing), timeout)
-            ids += batch
+        items = calls.checked_first(tasks)
+        if items is None:
+            return ids
+        with calls.learning(self):
+            for call in calls.submit_batches(queue, items, await self._broker_limits(timeout)):
+                batch: list[str] = await self._run(calls.signed(call, self._signing), timeout)
+                ids += batch
         return ids
+
+    async def _broker_limits(self, timeout: float | None) -> Limits:
+        """The broker's frame, payload and batch limits, asked once (INFO) and kept."""
+        if self.limits is None:
+            info = await self._run(calls.info(), timeout)
+            self.limits = Limits.announced(info)
+        return self.limits
 
     async def get(self, task_id: str, *, timeout: float | None = None) -> TaskInfo:
         return await self._run(calls.get(task_id), timeout)
@@ -188,21 +205,31 @@ class AsyncClient:
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[corr] = fut
         limit = self.timeout if timeout is None else calls.timeout_s("timeout", timeout)
+        sent = time.monotonic()
         try:
             await self._sock.send(encode(kind, corr, body))
             return await asyncio.wait_for(fut, limit)
         except TimeoutError:
+            if self._heard < sent:  # nothing came since: a connection the broker refused (--max-peers) is dead
+                self._reconnect()
             raise RequestTimeout(
                 f"no answer from the broker at {self.endpoint} within {limit:g}s: is ajbroker running there?"
             ) from None
         finally:
             self._pending.pop(corr, None)
 
+    def _reconnect(self) -> None:
+        """A fresh connection on the same socket: ZeroMQ never retries a handshake the broker refused."""
+        with contextlib.suppress(zmq.ZMQError):
+            self._sock.disconnect(self.endpoint)
+        self._sock.connect(self.endpoint)
+
     async def _read(self) -> None:
         while True:
             frames = await self._sock.recv_multipart()
+            self._heard = time.monotonic()
             try:
-                frame = decode(frames, validate=False)
+                frame = decode(frames, HARD_LIMITS, validate=False)
             except ProtocolError:
                 continue
             fut = self._pending.get(frame.corr)

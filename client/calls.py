@@ -7,23 +7,24 @@ raises InvalidArgument before anything is sent.
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import secrets
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from nacl.signing import SigningKey
 
-from ajq.client.errors import InvalidArgument
+from ajq.client.errors import InvalidArgument, RequestRefused
 from ajq.client.models import CronInfo, QueueInfo, Submitted, TaskInfo, WorkerInfo
-from ajq.protocol import Kind, encode_value, options
+from ajq.protocol import ErrorCode, Kind, encode_value, options
 from ajq.protocol.curve import ClientKeys, KeyFileError
-from ajq.protocol.limits import MAX_BATCH, MAX_PAYLOAD_BYTES
+from ajq.protocol.limits import HARD_LIMITS, Limits
 from ajq.protocol.signing import SigningKeyError, load_signing_key, sign
 
-BATCH_BYTES = 4 * 1024 * 1024  # a SUBMIT frame stays under half the broker's frame limit
 WAIT_MARGIN_S = 5.0  # extra time for the broker's own answer to a WAIT that ran out
 
 T = TypeVar("T")
@@ -127,8 +128,11 @@ def task_item(task_type: str, payload: Any, opts: Options = Options()) -> dict[s
         blob = encode_value(payload)
     except TypeError as exc:
         raise InvalidArgument(f"payload of {task_type!r}: {exc}") from None
-    if len(blob) > MAX_PAYLOAD_BYTES:
-        raise InvalidArgument(f"payload of {task_type!r} is {len(blob)} bytes, over the limit of {MAX_PAYLOAD_BYTES}")
+    if len(blob) > HARD_LIMITS.max_payload_bytes:  # the broker refuses less than this with TOO_LARGE, naming its limit
+        raise InvalidArgument(
+            f"payload of {task_type!r} is {len(blob)} bytes, over the most any broker takes "
+            f"({HARD_LIMITS.max_payload_bytes}): store large data elsewhere and pass a reference"
+        )
     item: dict[str, Any] = {"type": task_type, "payload": blob}
     if opts.task_id is not None:
         item["id"] = opts.task_id
@@ -172,13 +176,22 @@ def many_items(tasks: Iterable[Any]) -> Iterable[dict[str, Any]]:
             yield task_item(task_type, payload)
 
 
-def submit_batches(queue: str, items: Iterable[dict[str, Any]]) -> Iterable[Call[list[str]]]:
-    """SUBMIT calls of at most MAX_BATCH tasks and about BATCH_BYTES each; each reads its ids."""
+def checked_first(tasks: Iterable[Any]) -> Iterator[dict[str, Any]] | None:
+    """submit_many's items with the first one built and checked already, so a bad one raises before the
+    broker is asked anything (even its limits); None when there are no tasks."""
+    items = iter(many_items(tasks))
+    first = next(items, None)
+    return None if first is None else itertools.chain([first], items)
+
+
+def submit_batches(queue: str, items: Iterable[dict[str, Any]], limits: Limits) -> Iterable[Call[list[str]]]:
+    """SUBMIT calls within the broker's `limits`: at most `max_batch` tasks and about half its frame
+    limit each (the rest of the frame is room for the fields); each reads its ids."""
     batch: list[dict[str, Any]] = []
-    size = 0
+    size, budget = 0, limits.max_frame_bytes // 2
     for item in items:
         n = len(item["payload"]) + len(item["type"]) + 64
-        if batch and (len(batch) >= MAX_BATCH or size + n > BATCH_BYTES):
+        if batch and (len(batch) >= limits.max_batch or size + n > budget):
             yield Call(Kind.SUBMIT, {"queue": queue, "tasks": batch}, _ids)
             batch, size = [], 0
         batch.append(item)
@@ -189,6 +202,24 @@ def submit_batches(queue: str, items: Iterable[dict[str, Any]]) -> Iterable[Call
 
 def _ids(data: Any) -> list[str]:
     return list(data["ids"])
+
+
+class Learner(Protocol):
+    """A client that keeps the limits its broker announced (None: not asked yet)."""
+
+    limits: Limits | None
+
+
+@contextlib.contextmanager
+def learning(client: Learner) -> Iterator[None]:
+    """Forget the limits `client` learned if a request is refused TOO_LARGE: its broker may have
+    restarted with smaller ones, so the next submit_many asks again."""
+    try:
+        yield
+    except RequestRefused as exc:
+        if exc.code == ErrorCode.TOO_LARGE:
+            client.limits = None
+        raise
 
 
 # -- tasks ------------------------------------------------------------------------------------

@@ -14,7 +14,8 @@ import zmq
 from ajq.client import calls
 from ajq.client.errors import ClientError, RequestTimeout, from_reply
 from ajq.client.models import CronInfo, QueueInfo, Submitted, TaskInfo, WorkerInfo
-from ajq.protocol import DEFAULT_QUEUE, Kind, ProtocolError, decode, defaults, encode
+from ajq.protocol import DEFAULT_QUEUE, Kind, Limits, ProtocolError, decode, defaults, encode
+from ajq.protocol.limits import HARD_LIMITS
 
 T = TypeVar("T")
 
@@ -40,6 +41,7 @@ class Client:
         self._ctx = zmq.Context()
         self._corr = itertools.count(1)
         self._sock = self._connect()
+        self.limits: Limits | None = None  # the broker's, learned by the first submit_many
 
     def _connect(self) -> zmq.Socket[bytes]:
         sock = self._ctx.socket(zmq.DEALER)
@@ -97,12 +99,24 @@ class Client:
     def submit_many(
         self, tasks: Iterable[Any], *, queue: str = DEFAULT_QUEUE, timeout: float | None = None
     ) -> list[str]:
-        """Submit many tasks in batches; returns their ids in order. Each batch commits whole."""
+        """Submit many tasks in batches within the broker's limits; returns their ids in order. Each
+        batch commits whole."""
         ids: list[str] = []
-        for call in calls.submit_batches(queue, calls.many_items(tasks)):
-            batch: list[str] = self._run(calls.signed(call, self._signing), timeout)
-            ids += batch
+        items = calls.checked_first(tasks)
+        if items is None:
+            return ids
+        with calls.learning(self):
+            for call in calls.submit_batches(queue, items, self._broker_limits(timeout)):
+                batch: list[str] = self._run(calls.signed(call, self._signing), timeout)
+                ids += batch
         return ids
+
+    def _broker_limits(self, timeout: float | None) -> Limits:
+        """The broker's frame, payload and batch limits, asked once (INFO) and kept."""
+        if self.limits is None:
+            info = self._run(calls.info(), timeout)
+            self.limits = Limits.announced(info)
+        return self.limits
 
     def get(self, task_id: str, *, timeout: float | None = None) -> TaskInfo:
         return self._run(calls.get(task_id), timeout)
@@ -226,7 +240,7 @@ class Client:
                     f"no answer from the broker at {self.endpoint} within {limit:g}s: is ajbroker running there?"
                 )
             try:
-                frame = decode(self._sock.recv_multipart(), validate=False)
+                frame = decode(self._sock.recv_multipart(), HARD_LIMITS, validate=False)
             except ProtocolError as exc:
                 raise ClientError(f"the broker sent a message this client cannot read: {exc}") from None
             if frame.corr != corr:

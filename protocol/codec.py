@@ -40,7 +40,9 @@ def decode(frames: list[bytes], limits: Limits = _DEFAULT_LIMITS, validate: bool
     data = frames[0]
     if len(data) > limits.max_frame_bytes:
         raise ProtocolError(
-            ErrorCode.TOO_LARGE, f"frame of {len(data)} bytes is over the limit of {limits.max_frame_bytes}"
+            ErrorCode.TOO_LARGE,
+            f"frame of {len(data)} bytes is over the limit of {limits.max_frame_bytes}"
+            f"{limits.named('max_frame_bytes')}: split it, or pass references to large data",
         )
     msg = _unpack(data, limits)
     if type(msg) is not list or len(msg) != 4:

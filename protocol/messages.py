@@ -12,7 +12,7 @@ from enum import StrEnum
 from typing import Any
 
 from ajq.protocol.errors import ErrorCode, ProtocolError
-from ajq.protocol.limits import MAX_NAME_CHARS, MAX_WORKER_PROCS, Limits
+from ajq.protocol.limits import MAX_HOST_CHARS, MAX_NAME_CHARS, MAX_WORKER_PROCS, Limits
 
 
 class Kind(StrEnum):
@@ -65,6 +65,10 @@ def _name(value: str) -> str | None:
 
 def _type_name(value: str) -> str | None:
     return f"must be at most {MAX_NAME_CHARS} characters" if len(value) > MAX_NAME_CHARS else None
+
+
+def _host(value: str) -> str | None:
+    return f"must be at most {MAX_HOST_CHARS} characters" if len(value) > MAX_HOST_CHARS else None
 
 
 def _non_negative(value: float) -> str | None:
@@ -194,7 +198,7 @@ BODIES: dict[Kind, dict[str, FieldSpec]] = {
     Kind.CRON_DELETE: {"name": (str, True, _name)},
     Kind.HELLO: {
         "worker_id": (str, True, _name),
-        "host": (str, True, None),
+        "host": (str, True, _host),
         "pid": (int, True, None),
         "procs": (int, True, _procs),
         "queues": (list, True, _names),
@@ -280,7 +284,8 @@ def check_body(kind: Kind, body: Any, limits: Limits) -> None:
         if len(items) > limits.max_batch:
             raise ProtocolError(
                 ErrorCode.TOO_LARGE,
-                f"{kind.value} has {len(items)} {field}, more than the limit of {limits.max_batch}: split it",
+                f"{kind.value} has {len(items)} {field}, more than the limit of {limits.max_batch}"
+                f"{limits.named('max_batch')}: split it",
             )
         if (kind, field) in ITEMS_ALONE:
             continue
@@ -301,5 +306,6 @@ def _check_sizes(kind: Kind, field: str, i: int, item: dict[str, Any], limits: L
             raise ProtocolError(
                 ErrorCode.TOO_LARGE,
                 f"{kind.value} {field}[{i}] {name} is {len(blob)} bytes, over the limit of "
-                f"{limits.max_payload_bytes}: store large data elsewhere and pass a reference",
+                f"{limits.max_payload_bytes}{limits.named('max_payload_bytes')}: store large data elsewhere "
+                "and pass a reference",
             )

@@ -36,11 +36,12 @@ def seconds_problem(value: object, *, zero_ok: bool = False, unit: str = "second
     return None
 
 
-def count_problem(value: object, *, minimum: int) -> str | None:
-    """None for a whole number of at least `minimum`; else what to give."""
+def count_problem(value: object, *, minimum: int, maximum: int | None = None) -> str | None:
+    """None for a whole number of at least `minimum` (and at most `maximum`); else what to give."""
+    want = f"a whole number of {minimum} or more" if maximum is None else f"a whole number from {minimum} to {maximum}"
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        return f"a whole number of {minimum} or more"
-    return None
+        return want
+    return want if maximum is not None and value > maximum else None
 
 
 def refusal(name: str, value: object, problem: str, example: str) -> str:
@@ -74,15 +75,17 @@ def seconds_arg(*, zero_ok: bool = False, example: str = "1.5", unit: str = "sec
     return parse
 
 
-def count_arg(*, minimum: int, example: str, what: str | None = None) -> Callable[[str], int]:
-    """An argparse type: a whole number of at least `minimum` (`what` words it otherwise)."""
+def count_arg(
+    *, minimum: int, example: str, what: str | None = None, maximum: int | None = None
+) -> Callable[[str], int]:
+    """An argparse type: a whole number of at least `minimum`, at most `maximum` (`what` words it otherwise)."""
 
     def parse(text: str) -> int:
         try:
             value: object = int(text)
         except ValueError:
             value = None
-        problem = count_problem(value, minimum=minimum)
+        problem = count_problem(value, minimum=minimum, maximum=maximum)
         if problem:
             raise argparse.ArgumentTypeError(f"invalid value {text!r}: give {what or problem}, e.g. {example}")
         assert isinstance(value, int)

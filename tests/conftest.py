@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from ajq.client.cli import main as ajc
 from tests.harness import BrokerHandle, Proc, start_broker
 
 
@@ -21,6 +23,18 @@ def broker(tmp_path: Path) -> Iterator[BrokerHandle]:
         yield handle
     finally:
         handle.close()
+
+
+@pytest.fixture
+def keys(tmp_path: Path) -> Path:
+    """broker, app (client), worker and ops (admin) key pairs, and the broker's authorized DIR."""
+    out = tmp_path / "keys"
+    for name in ("broker", "app", "other", "worker", "ops", "stranger"):
+        assert ajc(["keygen", name, "--dir", str(out)]) == 0
+    for name, role in (("app", "clients"), ("other", "clients"), ("worker", "workers"), ("ops", "admin")):
+        (out / "authorized" / role).mkdir(parents=True, exist_ok=True)
+        shutil.copy(out / f"{name}.key", out / "authorized" / role)
+    return out
 
 
 @pytest.fixture

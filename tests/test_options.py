@@ -44,7 +44,9 @@ def assert_refused(run: subprocess.CompletedProcess[str], prog: str, option: str
 @pytest.mark.parametrize(
     "option, value",
     [("--heartbeat", "nan"), ("--heartbeat", "inf"), ("--heartbeat", "0"), ("--heartbeat", "-1"),
-     ("--lease-grace", "nan"), ("--lease-grace", "-0.5"), ("--max-db-mb", "0"), ("--max-db-mb", "x")],
+     ("--lease-grace", "nan"), ("--lease-grace", "-0.5"), ("--max-db-mb", "0"), ("--max-db-mb", "x"),
+     ("--max-peers", "0"), ("--max-peers", "inf"), ("--max-frame-mb", "64"), ("--max-frame-mb", "nan"),
+     ("--max-payload-kb", "0"), ("--max-payload-kb", "1e3"), ("--max-batch", "100001"), ("--max-batch", "-1")],
 )  # fmt: skip
 def test_ajbroker_refuses_a_bad_option_and_starts_nothing(option: str, value: str, tmp_path: Path) -> None:
     # Given an option of no sense, When ajbroker starts with it
@@ -83,7 +85,9 @@ def test_ajc_refuses_a_bad_option(args: list[str], option: str) -> None:
     [({"heartbeat_s": NAN}, "heartbeat_s"), ({"heartbeat_s": INF}, "heartbeat_s"),
      ({"lease_grace_s": NAN}, "lease_grace_s"), ({"lease_grace_s": -1.0}, "lease_grace_s"),
      ({"lease_bound_s": NAN}, "lease_bound_s"), ({"lease_bound_s": 1.5}, "lease_bound_s"),
-     ({"max_db_mb": 0}, "max_db_mb"), ({"max_batch_messages": 0}, "max_batch_messages")],
+     ({"max_db_mb": 0}, "max_db_mb"), ({"max_batch_messages": 0}, "max_batch_messages"),
+     ({"max_peers": 0}, "max_peers"), ({"max_frame_mb": 64}, "max_frame_mb"), ({"max_batch": 0}, "max_batch"),
+     ({"max_frame_mb": 2, "max_payload_kb": 1025}, "max_payload_kb"), ({"max_payload_kb": NAN}, "max_payload_kb")],
 )  # fmt: skip
 def test_broker_config_refuses_nonsense(settings: dict[str, Any], name: str) -> None:
     with pytest.raises(BrokerConfigError, match=rf"^{name}=.*: give .*, e\.g\. {name}="):

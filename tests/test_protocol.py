@@ -56,6 +56,15 @@ def test_limits_apply_to_frames_batches_and_payloads() -> None:
         decode([encode(Kind.SUBMIT, 1, {"queue": "q", "tasks": [{"type": "t", "payload": b"x" * 11}]})], small)
 
 
+def test_a_hello_bounds_the_host_it_announces() -> None:
+    # The broker keeps each worker's host for as long as it is registered: a megabyte each would add up.
+    hello = {"worker_id": "w", "host": "h" * 256, "pid": 1, "procs": 1, "queues": ["q"]}
+    with pytest.raises(ProtocolError, match="'host' must be at most 255 characters") as err:
+        decode([encode(Kind.HELLO, 1, hello)])
+    assert err.value.code == ErrorCode.BAD_FIELD
+    assert decode([encode(Kind.HELLO, 1, {**hello, "host": "h" * 255})]).body["host"] == "h" * 255
+
+
 def test_values_msgpack_cannot_carry_are_named() -> None:
     with pytest.raises(TypeError, match="cannot be sent as msgpack"):
         encode_value(object())

@@ -3,31 +3,19 @@ role; without keys the broker listens on this host only unless told --insecure."
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
 import zmq
+from zmq.utils import z85
 
 from ajq import Client, Forbidden, RequestTimeout
-from ajq.broker.access import MAX_LOGGED, Gatekeeper
+from ajq.broker.access import MAX_LOGGED, PEERS_DOMAIN, Gatekeeper, load_roles
 from ajq.client.cli import main as ajc
 from ajq.protocol.curve import load_public, load_secret
 from tests.harness import BrokerHandle, Proc, free_port, start_broker, start_worker
 
 APP = "tests.apps.basic:router"
-
-
-@pytest.fixture
-def keys(tmp_path: Path) -> Path:
-    """broker, app (client), worker and ops (admin) key pairs, and the broker's authorized DIR."""
-    out = tmp_path / "keys"
-    for name in ("broker", "app", "other", "worker", "ops", "stranger"):
-        assert ajc(["keygen", name, "--dir", str(out)]) == 0
-    for name, role in (("app", "clients"), ("other", "clients"), ("worker", "workers"), ("ops", "admin")):
-        (out / "authorized" / role).mkdir(parents=True, exist_ok=True)
-        shutil.copy(out / f"{name}.key", out / "authorized" / role)
-    return out
 
 
 def _curve_broker(tmp_path: Path, keys: Path) -> BrokerHandle:
@@ -200,16 +188,22 @@ def test_a_worker_with_a_verify_key_runs_only_tasks_signed_by_its_pair(
 
 
 def test_refused_addresses_are_remembered_within_a_bound(keys: Path) -> None:
-    # Given the broker's gatekeeper (not started: its callback is what ZAP calls for each handshake).
+    # Given the broker's ZAP handler (not started: `decide` is what it answers each handshake with).
     ctx = zmq.Context()
     try:
-        gatekeeper = Gatekeeper(ctx, str(keys / "authorized"))
-        # When strangers from more addresses than it remembers knock, Then memory stays bounded.
+        gatekeeper = Gatekeeper(ctx, load_roles(str(keys / "authorized")), max_peers=10)
+        # When strangers from more addresses than it remembers knock, Then each is refused and memory stays bounded.
         for n in range(MAX_LOGGED + 500):
-            gatekeeper._address = f"10.0.{n // 256}.{n % 256}"
-            assert gatekeeper.callback("*", b"x" * 40) is False
-        assert len(gatekeeper._logged) <= MAX_LOGGED
-        # And an admitted key still passes.
-        assert gatekeeper.callback("*", load_public(keys / "app.key")) is True
+            request = [b"1.0", b"1", PEERS_DOMAIN, f"10.0.{n // 256}.{n % 256}".encode(), b"", b"CURVE", b"x" * 32]
+            assert gatekeeper.decide(request, float(n))[0] == b"400"
+        assert len(gatekeeper.refused) <= MAX_LOGGED
+        # And an admitted key still passes, with its role and key as User-Id; a NULL handshake does not.
+        app = z85.decode(load_public(keys / "app.key"))
+        assert gatekeeper.decide([b"1.0", b"2", PEERS_DOMAIN, b"10.1.0.1", b"", b"CURVE", app], 0.0) == (
+            b"200",
+            b"OK",
+            b"CLIENT:" + load_public(keys / "app.key"),
+        )
+        assert gatekeeper.decide([b"1.0", b"3", PEERS_DOMAIN, b"10.1.0.1", b"", b"NULL"], 0.0)[0] == b"400"
     finally:
         ctx.term()

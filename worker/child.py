@@ -22,7 +22,7 @@ import msgpack
 from nacl.signing import VerifyKey
 
 from ajq.protocol import encode_value, signing
-from ajq.protocol.limits import MAX_PAYLOAD_BYTES, cut_error
+from ajq.protocol.limits import HARD_LIMITS, cut_error
 from ajq.worker.errors import BadResult, NoHandler, TerminateTask
 from ajq.worker.router import Router
 from ajq.worker.task import Task, task_from_item
@@ -140,8 +140,9 @@ def _run(router: Router, task: Task, link: _Link) -> dict[str, Any]:
         blob = encode_value(value)
     except TypeError as exc:
         return _failed_try(router, task, link, BadResult(f"the handler's return value cannot be stored: {exc}"))
-    if len(blob) > MAX_PAYLOAD_BYTES:
-        too_big = BadResult(f"the handler's result is {len(blob)} bytes, over the limit of {MAX_PAYLOAD_BYTES}")
+    most = HARD_LIMITS.max_payload_bytes  # no broker takes more; the supervisor checks the broker's own limit
+    if len(blob) > most:
+        too_big = BadResult(f"the handler's result is {len(blob)} bytes, over the limit of {most}")
         return _failed_try(router, task, link, too_big)
     return {"outcome": "complete", "result": blob}
 

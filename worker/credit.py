@@ -4,18 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from ajq.protocol.limits import MAX_BATCH, MAX_FRAME_BYTES, MAX_PREFETCH_PER_PROC
-
-BATCH_BYTES = MAX_FRAME_BYTES // 2  # outcomes per RESULTS message, by size
+from ajq.protocol.limits import MAX_PREFETCH_PER_PROC, Limits
 
 
-def batches(items: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
-    """Split outcomes into messages of at most MAX_BATCH items and about BATCH_BYTES."""
+def batches(items: list[dict[str, Any]], limits: Limits) -> list[list[dict[str, Any]]]:
+    """Split outcomes (or leases) into messages within the broker's limits: at most `max_batch` items
+    and about half its frame limit, so the envelope and the errors' encoding always fit."""
     out: list[list[dict[str, Any]]] = []
-    size = 0
+    size, budget = 0, limits.max_frame_bytes // 2
     for item in items:
         n = len(item.get("result") or b"") + len(item.get("error") or "") + 64
-        if not out or len(out[-1]) >= MAX_BATCH or size + n > BATCH_BYTES:
+        if not out or len(out[-1]) >= limits.max_batch or size + n > budget:
             out.append([])
             size = 0
         out[-1].append(item)

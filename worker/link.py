@@ -2,7 +2,9 @@
 and the requests that still await an answer (Paranoid Pirate, from the zguide).
 
 HELLO is sent until the broker welcomes us, and again whenever the broker is silent for three
-heartbeats or says it does not know us. Heartbeats carry a corr, and the broker's answer to one (or
+heartbeats or says it does not know us; unanswered that long, it goes on a fresh connection (a broker
+refuses a handshake past its --max-peers, and ZeroMQ never retries a refused one by itself).
+Heartbeats carry a corr, and the broker's answer to one (or
 the welcome) confirms contact as of the moment we sent it: `contact` is what the lease bound counts
 from (SPEC 6.1). Nothing here decides what to do with a message; the requests that await an answer
 are outbox.py's. Every time here is the supervisor loop's monotonic `now`, passed in.
@@ -10,6 +12,7 @@ are outbox.py's. Every time here is the supervisor loop's monotonic `now`, passe
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import math
@@ -21,7 +24,7 @@ import zmq
 
 from ajq.protocol import Frame, Kind, ProtocolError, decode, encode
 from ajq.protocol.curve import ClientKeys, KeyFileError
-from ajq.protocol.limits import BEATS_PER_BOUND
+from ajq.protocol.limits import BEATS_PER_BOUND, HARD_LIMITS, Limits
 from ajq.worker.config import WorkerConfig
 from ajq.worker.errors import WorkerConfigError
 
@@ -41,6 +44,7 @@ class BrokerLink:
             raise WorkerConfigError(str(exc)) from None
         self.lease_bound_s = BEATS_PER_BOUND * config.heartbeat_s  # likewise
         self.lease_grace_s = 0.0  # likewise
+        self.limits = Limits()  # the broker's frame, payload and batch limits, as its welcome announces them
         self.contact = -math.inf  # monotonic: when we sent the latest message the broker answered as ours
         self._beats: dict[int, float] = {}  # heartbeat corr -> monotonic sent at, until answered
         self._hello_sent = 0.0
@@ -49,6 +53,8 @@ class BrokerLink:
         self._next_hello = 0.0
         self._next_beat = 0.0
         self._last_heard = -math.inf  # monotonic: set by receive, so always before a welcome
+        self._connected: float | None = None  # monotonic: when the socket last (re)connected; None: not yet
+        self._reconnects = 0  # fresh connections made without an answer since the last one
 
     def connect(self) -> zmq.Socket[bytes]:
         """Open the socket (after the pool is forked: no child inherits a live context)."""
@@ -85,8 +91,9 @@ class BrokerLink:
             except zmq.Again:
                 return frames
             self._last_heard = now
+            self._reconnects = 0
             try:
-                frames.append(decode(raw))
+                frames.append(decode(raw, HARD_LIMITS))  # the broker's own limits may be anything within these
             except ProtocolError as exc:
                 log.error("unreadable message from the broker, ignored: %s", exc)
 
@@ -96,6 +103,7 @@ class BrokerLink:
         self.heartbeat_s = float(data["heartbeat_s"])
         self.lease_bound_s = float(data.get("lease_bound_s", BEATS_PER_BOUND * self.heartbeat_s))
         self.lease_grace_s = float(data.get("lease_grace_s", 0.0))
+        self.limits = Limits.announced(data)
         self.contact = max(self.contact, self._hello_sent)
         log.info("registered with the broker at %s", self.config.broker)
         for name in data.get("unused_queues", ()):
@@ -128,6 +136,10 @@ class BrokerLink:
         if self.registered and now - self._last_heard > 3 * self.heartbeat_s:
             log.warning("broker silent for %.1fs: registering again", now - self._last_heard)
             self.forget_registration()
+        if self._connected is None:
+            self._connected = now  # the first turn after connect()
+        if not self.registered and min(now - self._last_heard, now - self._connected) > 3 * self.heartbeat_s:
+            self._reconnect(now)
         if not self.registered and may_register and now >= self._next_hello:
             self.hello_corr = self.next_corr()
             self._hello_sent = now
@@ -139,6 +151,22 @@ class BrokerLink:
             self._beats[corr] = now
             self.send(Kind.HEARTBEAT, {}, corr)
             self._next_beat = now + self.heartbeat_s
+
+    def _reconnect(self, now: float) -> None:
+        """The broker has not answered for 3 heartbeats: drop the connection (and what waits in it) and
+        make a new one. A refused handshake ends a connection for good; a new one is asked again."""
+        if self._reconnects == 0:
+            log.warning(
+                "no answer from the broker at %s for %.1fs: connecting again (a broker at its --max-peers, or "
+                "one that does not admit our key, refuses the connection without a word)", self.config.broker,
+                min(now - self._last_heard, now - (self._connected or now)),
+            )  # fmt: skip
+        self._reconnects += 1
+        with contextlib.suppress(zmq.ZMQError):
+            self.sock.disconnect(self.config.broker)
+        self.sock.connect(self.config.broker)
+        self._connected = now
+        self._next_hello = now
 
     def next_timer(self, now: float, may_register: bool) -> float:
         """When keep_in_touch next has something to do (never in the past when it has nothing)."""

@@ -39,7 +39,7 @@ class Outbox:
         """Send the outcomes (fenced by their tokens, so even before a welcome) with the credit due:
         `room` (free slots, 0 when no new tasks are wanted) less what the broker may still send."""
         credit = max(0, room - self.outstanding) if self.link.registered else 0
-        for batch in batches(self.outcomes.take()):
+        for batch in batches(self.outcomes.take(), self.link.limits):
             self._send(Kind.RESULTS, {"results": batch, "credit": credit}, batch)
             self.outstanding += credit
             credit = 0
@@ -48,8 +48,10 @@ class Outbox:
             self.outstanding += credit
 
     def release(self, leases: Items) -> None:
-        """RELEASE leases (no try used), remembered until the broker answers."""
-        self._send(Kind.RELEASE, {"leases": leases}, leases)
+        """RELEASE leases (no try used), remembered until the broker answers; in batches within the
+        broker's limits (a buffer larger than its batch would be refused whole)."""
+        for batch in batches(leases, self.link.limits):
+            self._send(Kind.RELEASE, {"leases": batch}, batch)
 
     def delivered(self, n: int) -> None:
         """A DELIVER of `n` tasks used that much of the credit granted."""

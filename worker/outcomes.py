@@ -12,8 +12,8 @@ import logging
 from typing import Any
 
 from ajq.protocol import CANCELLED_ERROR, options
-from ajq.protocol.limits import cut_error
-from ajq.worker.errors import WorkerError
+from ajq.protocol.limits import Limits, cut_error
+from ajq.worker.errors import BadResult, WorkerError
 from ajq.worker.hooks import HookRunner
 from ajq.worker.retry import RetryPolicyProvider
 from ajq.worker.router import Router
@@ -30,9 +30,17 @@ class Outcomes:
         self.retry = retry
         self.hooks = hooks
         self.pending: list[dict[str, Any]] = []
+        self.limits = Limits()  # the broker's, from its welcome: a result over its payload limit fails the try
 
     def from_child(self, item: dict[str, Any], outcome: dict[str, Any]) -> None:
-        """A child's outcome for `item`, fenced with its lease and given the retry delay if it failed."""
+        """A child's outcome for `item`, fenced with its lease and given the retry delay if it failed.
+        A result the broker would refuse fails the try here instead (a refused item is never resent)."""
+        size, most = len(outcome.get("result") or b""), self.limits.max_payload_bytes
+        if outcome["outcome"] == "complete" and size > most:
+            why = f"the handler's result is {size} bytes, over the broker's limit of {most}"
+            self.failed(item, BadResult(f"{why} (ajbroker --max-payload-kb): store it elsewhere, return a reference"),
+                        handled=False)  # fmt: skip
+            return
         outcome["id"], outcome["token"] = item["id"], item["token"]
         if outcome["outcome"] == "fail":
             outcome["retry_in_s"], outcome["error"] = self._next_try(item, outcome.get("error") or "")

@@ -198,6 +198,7 @@ class Supervisor:
         """Registered: adopt the heartbeat, resend what was not acknowledged, start from zero credit."""
         self.link.welcome(data)
         self.outbox.welcome()
+        self.outcomes.limits = self.link.limits
         self.extensions.waiting.clear()  # their answers will not come: the next task.extend renews the lease
         self._drop_lost_leases(set(data.get("running", ())))
         self._refresh_kill_times()

@@ -88,3 +88,9 @@ def exit_now(task: Task) -> None:
 def parents(task: Task) -> Any:
     """Return what the handler was given of its parents' results."""
     return task.dependency_results
+
+
+@router.handler("inflate")
+def inflate(task: Task) -> str:
+    """A result of payload['bytes'] characters, whatever the payload's size."""
+    return "x" * task.payload["bytes"]
