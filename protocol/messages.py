@@ -57,18 +57,27 @@ FieldSpec = tuple[type | tuple[type, ...], bool, Check | None]
 NUMBER = (int, float)
 
 
+# Names, types and hosts are printable: no NUL (the unique lock joins queue and type with it), no
+# newline or escape (they are written to logs), no other control or separator character but space.
+PRINTABLE = "printable characters (no control characters such as NUL, tab or newline)"
+
+
 def _name(value: str) -> str | None:
-    if not value or len(value) > MAX_NAME_CHARS:
-        return f"must be 1 to {MAX_NAME_CHARS} characters"
+    if not value or len(value) > MAX_NAME_CHARS or not value.isprintable():
+        return f"must be 1 to {MAX_NAME_CHARS} {PRINTABLE}"
     return None
 
 
 def _type_name(value: str) -> str | None:
-    return f"must be at most {MAX_NAME_CHARS} characters" if len(value) > MAX_NAME_CHARS else None
+    if len(value) > MAX_NAME_CHARS or not value.isprintable():
+        return f"must be at most {MAX_NAME_CHARS} {PRINTABLE}"
+    return None
 
 
 def _host(value: str) -> str | None:
-    return f"must be at most {MAX_HOST_CHARS} characters" if len(value) > MAX_HOST_CHARS else None
+    if len(value) > MAX_HOST_CHARS or not value.isprintable():
+        return f"must be at most {MAX_HOST_CHARS} {PRINTABLE}"
+    return None
 
 
 def _non_negative(value: float) -> str | None:
@@ -101,7 +110,7 @@ def _signature(value: bytes) -> str | None:
 
 def _names(value: list[Any]) -> str | None:
     if not value or not all(isinstance(v, str) and _name(v) is None for v in value):
-        return f"must be a non-empty list of names of 1 to {MAX_NAME_CHARS} characters"
+        return f"must be a non-empty list of names of 1 to {MAX_NAME_CHARS} {PRINTABLE}"
     return None
 
 

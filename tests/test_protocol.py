@@ -56,10 +56,28 @@ def test_limits_apply_to_frames_batches_and_payloads() -> None:
         decode([encode(Kind.SUBMIT, 1, {"queue": "q", "tasks": [{"type": "t", "payload": b"x" * 11}]})], small)
 
 
+@pytest.mark.parametrize(
+    ("kind", "body", "field"),
+    [
+        (Kind.SUBMIT, {"queue": "a\x00b", "tasks": [{"type": "t", "payload": b"\xc0"}]}, "queue"),
+        (Kind.SUBMIT, {"queue": "q", "tasks": [{"type": "t\nINFO forged log line", "payload": b"\xc0"}]}, "type"),
+        (Kind.HELLO, {"worker_id": "w\x1b[2J", "host": "h", "pid": 1, "procs": 1, "queues": ["q"]}, "worker_id"),
+        (Kind.HELLO, {"worker_id": "w", "host": "h\r", "pid": 1, "procs": 1, "queues": ["q"]}, "host"),
+        (Kind.HELLO, {"worker_id": "w", "host": "h", "pid": 1, "procs": 1, "queues": ["q\t"]}, "queues"),
+    ],
+)
+def test_names_types_and_hosts_with_control_characters_are_refused(kind: Kind, body: dict, field: str) -> None:
+    # A NUL would make two queue/type pairs share a unique lock; a newline or escape would forge log lines.
+    with pytest.raises(ProtocolError, match=f"'{field}'.*printable") as err:
+        decode([encode(kind, 1, body)])
+    assert err.value.code == ErrorCode.BAD_FIELD
+    assert decode([encode(Kind.GET, 1, {"id": "a name with spaces and ünïcödé"})]).body["id"]
+
+
 def test_a_hello_bounds_the_host_it_announces() -> None:
     # The broker keeps each worker's host for as long as it is registered: a megabyte each would add up.
     hello = {"worker_id": "w", "host": "h" * 256, "pid": 1, "procs": 1, "queues": ["q"]}
-    with pytest.raises(ProtocolError, match="'host' must be at most 255 characters") as err:
+    with pytest.raises(ProtocolError, match="'host' must be at most 255 printable characters") as err:
         decode([encode(Kind.HELLO, 1, hello)])
     assert err.value.code == ErrorCode.BAD_FIELD
     assert decode([encode(Kind.HELLO, 1, {**hello, "host": "h" * 255})]).body["host"] == "h" * 255
