@@ -118,8 +118,12 @@ class Broker:
                 if rows >= STEP_ROWS * self.limits.max_batch:
                     break
             self._hand_back_unsent(now)
-            self._guarded("timers", self.tick, now)
-            self._guarded("dispatch", self._dispatch, now)
+            if self._timers_due(now):  # most steps have none: no savepoint, no call
+                self._guarded("timers", self.tick, now)
+            if self.held_queues or (self.queues.dirty and self.workers.with_credit()):
+                self._guarded("dispatch", self._dispatch, now)
+            else:
+                self.dispatch_more = False
             self._answer_waiters()
             self.store.commit()
         except Exception as exc:  # the database failed (BEGIN, a write, COMMIT), or a bug outside a guard
@@ -203,8 +207,11 @@ class Broker:
         mark = self._mark()
         try:
             check_body(frame.kind, frame.body, self.limits)
-            with self.store.savepoint():
+            if frame.kind in READS:  # writes nothing: no savepoint to undo (the journal undoes memory)
                 handler(self, ident, frame, now)
+            else:
+                with self.store.savepoint():
+                    handler(self, ident, frame, now)
         except ProtocolError as exc:  # refused: its savepoint is undone, and so is all it changed in memory
             self._undo(mark)
             self.reply_error(ident, frame.corr, exc)
@@ -221,6 +228,21 @@ class Broker:
             self._undo(mark)
             msg = f"the broker failed on this {frame.kind.value} ({type(exc).__name__}: {exc}); nothing was changed"
             self.reply_error(ident, frame.corr, ProtocolError(ErrorCode.INTERNAL, msg))
+
+    def _timers_due(self, now: Now) -> bool:
+        """Some timer of `tick` has something to do now (the same times `wake_in` waits for, and a
+        worker silent past the bound)."""
+        mono, wall = now.mono, now.wall
+        if mono >= self.next_trim:
+            return True
+        for at in (self.leases.next_expiry(), self.waiters.next_expiry(), self.workers.next_departure()):
+            if at is not None and at <= mono:
+                return True
+        for at in (self.queues.next_wake(), cron.next_due(self)):
+            if at is not None and at <= wall:
+                return True
+        seen = self.workers.least_recently_seen()
+        return seen is not None and mono - seen > self.config.silent_after_s
 
     def tick(self, now: Now) -> None:
         """Timers: lost workers, expired leases, timed-out waits, due tasks, schedules, retention."""

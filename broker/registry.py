@@ -62,6 +62,10 @@ class Registry:
     def with_credit(self) -> list[WorkerState]:
         return [w for w in self._workers.values() if w.credit > 0 and not w.paused]
 
+    def least_recently_seen(self) -> float | None:
+        """The oldest `last_seen` of the live workers (monotonic), if any."""
+        return min((w.last_seen for w in self._workers.values()), default=None)
+
     def next_departure(self) -> float | None:
         return min((d.at for d in self._departed.values()), default=None)
 
