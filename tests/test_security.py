@@ -144,7 +144,8 @@ def test_an_admitted_key_cannot_take_a_connected_workers_routing_id(
 @pytest.mark.timeout(30)
 def test_without_keys_the_broker_refuses_to_listen_beyond_this_host(tmp_path: Path) -> None:
     port = free_port()
-    bind = ["--bind", f"tcp://0.0.0.0:{port}", "--events", f"tcp://127.0.0.1:{free_port()}"]  # the default, port + 1, may be taken
+    events = f"tcp://127.0.0.1:{free_port()}"  # the default, the port after --bind's, may be taken
+    bind = ["--bind", f"tcp://0.0.0.0:{port}", "--events", events]
     args = ["-m", "ajq.broker", *bind, "--db", str(tmp_path / "x.db")]
     refused = Proc(args, tmp_path / "refused.log", tmp_path).start()
     assert refused.wait(20) == 2
