@@ -49,6 +49,14 @@ def submit(b: Broker, ident: bytes, frame: Frame, now: Now) -> None:
 PLAIN = frozenset(("type", "payload", "id", "deadline"))  # fields of a task that needs no shaping
 
 
+def one_statement(b: Broker, body: dict[str, Any]) -> bool:
+    """This SUBMIT writes with one SQL statement: one plain task into a queue that exists. SQLite
+    undoes a statement that fails by itself, so it needs no savepoint of its own (the common case
+    of a web app's submit: one task per call)."""
+    tasks = body["tasks"]
+    return len(tasks) == 1 and tasks[0].keys() <= PLAIN and body["queue"] in b.queues
+
+
 def _insert_plain(
     b: Broker, queue: str, ids: list[str], tasks: list[dict[str, Any]], owner: str | None, now: Now
 ) -> None:

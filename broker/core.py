@@ -207,8 +207,8 @@ class Broker:
         mark = self._mark()
         try:
             check_body(frame.kind, frame.body, self.limits)
-            if frame.kind in READS:  # writes nothing: no savepoint to undo (the journal undoes memory)
-                handler(self, ident, frame, now)
+            if frame.kind in READS or (frame.kind is Kind.SUBMIT and client_api.one_statement(self, frame.body)):
+                handler(self, ident, frame, now)  # nothing, or one statement, written: no savepoint needed
             else:
                 with self.store.savepoint():
                     handler(self, ident, frame, now)

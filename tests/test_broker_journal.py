@@ -145,3 +145,18 @@ def test_the_journal_plays_back_to_a_mark_newest_first() -> None:
     journal.commit()
     journal.rollback()
     assert queues.counts("Q") == {"new": 3} and dict(names.items()) == {"a": 1}
+
+
+def test_a_one_task_submit_refused_in_a_step_changes_nothing_and_the_others_apply(rig: Rig) -> None:
+    # Given queue Q holding task "a" (one-task submits to a queue that exists take no savepoint).
+    one = {"type": "t", "payload": encode_value(0)}
+    rig.step((C, Kind.SUBMIT, {"queue": "Q", "tasks": [{**one, "id": "a"}]}))
+    # When one step holds a submit of "a" again between two good ones.
+    out = rig.step(
+        (C, Kind.SUBMIT, {"queue": "Q", "tasks": [{**one, "id": "b"}]}),
+        (C, Kind.SUBMIT, {"queue": "Q", "tasks": [{**one, "id": "a"}]}),
+        (C, Kind.SUBMIT, {"queue": "Q", "tasks": [{**one, "id": "c"}]}),
+    )
+    # Then only the duplicate is refused, and memory and disk agree on three tasks.
+    assert [f.body.get("code") for _, f in out] == [None, ErrorCode.DUPLICATE, None]
+    assert rig.broker.queues.counts("Q") == {"new": 3} and rig.store.state_counts() == {("Q", "new"): 3}
