@@ -12,6 +12,7 @@ step that the database undoes is undone in memory too, exactly, without reading 
 from __future__ import annotations
 
 import logging
+import math
 import secrets
 import sqlite3
 from collections.abc import Callable, Iterable, Mapping
@@ -78,6 +79,7 @@ class Broker:
         self._next_heartbeat = now.mono
         self.retention = Retention()
         self.next_trim = now.mono
+        self._timers_at = (-math.inf, -math.inf)  # (monotonic, wall) when tick next has work: at once
         self._load(now)
         if DEFAULT_QUEUE not in self.queues:
             self.store.begin()
@@ -130,10 +132,13 @@ class Broker:
             self.store.rollback()
             self.journal.rollback()
             taken.extend(messages)  # what this step would have read is answered now, not failed again one by one
-            return self._after_rollback(exc, taken, now)
+            out = self._after_rollback(exc, taken, now)
+        else:
+            out = self._outgoing(now)
         finally:
             self.journal.commit()  # memory now agrees with the disk, whichever way the step went
-        return self._outgoing(now)
+        self._plan_timers()
+        return out
 
     def _dispatch(self, now: Now) -> None:
         """Dispatch, without the queues whose dispatch failed within HOLD_S (dirty again after)."""
@@ -229,20 +234,22 @@ class Broker:
             msg = f"the broker failed on this {frame.kind.value} ({type(exc).__name__}: {exc}); nothing was changed"
             self.reply_error(ident, frame.corr, ProtocolError(ErrorCode.INTERNAL, msg))
 
-    def _timers_due(self, now: Now) -> bool:
-        """Some timer of `tick` has something to do now (the same times `wake_in` waits for, and a
-        worker silent past the bound)."""
-        mono, wall = now.mono, now.wall
-        if mono >= self.next_trim:
-            return True
-        for at in (self.leases.next_expiry(), self.waiters.next_expiry(), self.workers.next_departure()):
-            if at is not None and at <= mono:
-                return True
-        for at in (self.queues.next_wake(), cron.next_due(self)):
-            if at is not None and at <= wall:
-                return True
+    def _plan_timers(self) -> None:
+        """When `tick` next has something to do, (monotonic, wall), worked out once after each step.
+        A step's requests only add timers due later (a WAIT's end, a lease, a retry's time), but for a
+        departure found at its start, which then waits one turn (wake_in says 0)."""
+        mono = [self.next_trim]
+        timers = (self.leases.next_expiry(), self.waiters.next_expiry(), self.workers.next_departure())
+        mono += [t for t in timers if t is not None]
         seen = self.workers.least_recently_seen()
-        return seen is not None and mono - seen > self.config.silent_after_s
+        if seen is not None:
+            mono.append(seen + self.config.silent_after_s)  # a worker silent past the bound is lost
+        wall = [t for t in (self.queues.next_wake(), cron.next_due(self)) if t is not None]
+        self._timers_at = (min(mono), min(wall, default=math.inf))
+
+    def _timers_due(self, now: Now) -> bool:
+        """Some timer of `tick` has something to do now."""
+        return now.mono >= self._timers_at[0] or now.wall >= self._timers_at[1]
 
     def tick(self, now: Now) -> None:
         """Timers: lost workers, expired leases, timed-out waits, due tasks, schedules, retention."""
@@ -265,16 +272,11 @@ class Broker:
 
     def wake_in(self, now: Now) -> float:
         """Seconds until the next timer is due (0: work to do now)."""
-        times = [self._next_heartbeat - now.mono, self.next_trim - now.mono]
         if self.dispatch_more:
             return 0.0
+        mono, wall = self._timers_at
+        times = [self._next_heartbeat - now.mono, mono - now.mono, wall - now.wall]
         times += [until - now.mono for until in (*self.held.values(), *self.held_queues.values()) if until > now.mono]
-        for mono in (self.leases.next_expiry(), self.waiters.next_expiry(), self.workers.next_departure()):
-            if mono is not None:
-                times.append(mono - now.mono)
-        for wall in (self.queues.next_wake(), cron.next_due(self)):
-            if wall is not None:
-                times.append(wall - now.wall)
         return max(0.0, min(times))
 
     # -- queues and tokens --------------------------------------------------------------------
