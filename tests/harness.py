@@ -6,6 +6,8 @@ condition with a deadline.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
 import signal
 import socket
@@ -23,6 +25,14 @@ from ajq import Client, ClientError
 
 REPO = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_the_tests() -> None:
+    """In the child before exec: SIGKILL when the test run dies (a hung test killed by its timeout
+    whose `finally` never ran), so no broker or worker outlives it."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
 def free_port() -> int:
@@ -68,7 +78,12 @@ class Proc:
         if not self.repo_on_path:
             proc_env.pop("PYTHONPATH")
         self.proc = subprocess.Popen(
-            [sys.executable, *self.args], cwd=self.cwd, env=proc_env, stdout=out, stderr=subprocess.STDOUT
+            [sys.executable, *self.args],
+            cwd=self.cwd,
+            env=proc_env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_the_tests,
         )
         out.close()
         return self
