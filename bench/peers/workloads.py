@@ -231,6 +231,7 @@ def pool_cpu(sizes: Sizes, loops: int, tmp: Path) -> Outcome:
     n = sizes.cpu_tasks
     submitted = new_ids("c", n)
     ledger = Ledger(tmp / "pool-ledger.log")
+    ledger.path.unlink(missing_ok=True)  # the file of the previous repeat: its runs would count twice
     os.environ[body.LEDGER_ENV] = str(ledger.path)
     single = single_cpu_s(loops)
     with mp.get_context("fork").Pool(PROCS) as pool:
