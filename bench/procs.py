@@ -89,6 +89,10 @@ class Proc:
         finally:
             self._kill_group()
 
+    def kill(self) -> None:
+        """SIGKILL the process and its group now, as a crash would, and reap it."""
+        self._kill_group()
+
     def _kill_group(self) -> None:
         """SIGKILL the group while its leader (our child) is still unreaped, so the group id is ours."""
         if self.popen.poll() is None:
@@ -97,12 +101,13 @@ class Proc:
             self.popen.wait()
 
 
-def spawn(name: str, args: list[str], log: Path) -> Proc:
-    """Start `python args...` from the repository root, in its own session, output to `log`."""
+def spawn(name: str, args: list[str], log: Path, python: bool = True) -> Proc:
+    """Start `python args...` (or the program `args[0]` when not `python`) from the repository root,
+    in its own session, output to `log`."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
     with log.open("wb") as out:
         popen = subprocess.Popen(
-            [sys.executable, *args],
+            [sys.executable, *args] if python else args,
             cwd=ROOT,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -125,6 +130,7 @@ class Cluster:
     tmp: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="ajq-bench-")))
     procs: list[Proc] = field(default_factory=list)
     endpoint: str = ""
+    broker_args: tuple[str, ...] = ()  # extra ajbroker options, e.g. ("--synchronous", "NORMAL")
 
     def __enter__(self) -> Cluster:
         try:
@@ -142,6 +148,7 @@ class Cluster:
         self.endpoint = f"tcp://127.0.0.1:{free_port()}"
         events = f"tcp://127.0.0.1:{free_port()}"
         args = ["-m", "ajq.broker", "--bind", self.endpoint, "--events", events, "--db", str(self.tmp / "bench.db")]
+        args += self.broker_args
         broker = self._spawn("broker", args)
         poll_until(lambda: self._answers(broker), READY_TIMEOUT_S, f"broker at {self.endpoint} answering")
 
