@@ -19,12 +19,13 @@ from pathlib import Path
 from rich.console import Console
 
 from ajq import Client
-from bench import flow
+from bench import baseline, flow
 from bench.apps import spin
 from bench.procs import ROOT, Cluster, LoadMeter, poll_until
 from bench.report import LOAD, Metric, Results, Run, Spec, Target, machine_info, percentile, table, write_json
 
 DEFAULT_OUT = ROOT / "bench" / "results" / "latest.json"
+BASELINE = ROOT / "bench" / "baseline.json"
 WORKER_PROCS = 2
 POLL_S = 0.02  # how often drain and CPU runs ask the broker for the queue's counts
 CPU_TASK_S = 0.05  # the calibrated length of one CPU task
@@ -267,6 +268,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--repeat", type=int, default=1, help="runs of each benchmark; the table shows median, min, max")
     p.add_argument("--only", help=f"comma-separated benchmarks to run, of: {','.join(BENCHES)}")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"JSON file to write (default {DEFAULT_OUT})")
+    p.add_argument("--baseline", type=Path, default=BASELINE, help="the committed figures to compare with")
+    p.add_argument(
+        "--write-baseline", action="store_true", help="make this run the baseline for its mode (commit it, saying why)"
+    )
+    p.add_argument("--strict", action="store_true", help="exit 3 if a figure fell by more than 20%% (a CI guard)")
     args = p.parse_args(argv)
     args.names = [n.strip() for n in args.only.split(",") if n.strip()] if args.only else list(BENCHES)
     unknown = [n for n in args.names if n not in BENCHES]
@@ -311,7 +317,27 @@ def main(argv: list[str] | None = None) -> int:
     console.print(f"JSON written to {args.out}")
     for name, error in results.errors.items():
         console.print(f"[red]{name} failed:[/] {error}")
-    return 1 if results.errors else 0
+    regressed = guard(args, results, {"started_at": started, "repeat": args.repeat, "machine": machine})
+    return 1 if results.errors else 3 if regressed and args.strict else 0
+
+
+def guard(args: argparse.Namespace, results: Results, about: dict[str, object]) -> bool:
+    """Compare with the baseline (or write it); True if a figure regressed."""
+    mode = "quick" if args.quick else "full"
+    if args.write_baseline:
+        baseline.write(args.baseline, mode, results.measured(), about)
+        console.print(f"baseline for {mode} runs written to {args.baseline}: commit it, saying why")
+        return False
+    old = baseline.load(args.baseline, mode)
+    if old is None:
+        console.print(f"no {mode} baseline in {args.baseline} yet: --write-baseline makes one")
+        return False
+    changes = baseline.compare(results.measured(), old)
+    console.print(baseline.table(changes, mode, args.baseline))
+    fell = [c.label for c in changes if c.regressed]
+    if fell:
+        console.print(f"[red]{len(fell)} figure(s) fell by more than {baseline.MAX_DROP:.0%}:[/] {', '.join(fell)}")
+    return bool(fell)
 
 
 if __name__ == "__main__":
