@@ -8,9 +8,12 @@ from collections.abc import Callable
 
 import msgpack
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ajq.protocol import ErrorCode, Kind, Limits, ProtocolError, decode, decode_value, encode, encode_value
 from ajq.protocol.codec import peek_corr
+from ajq.protocol.messages import _plain_task, check_body, check_item
 
 
 def test_round_trip_keeps_kind_corr_and_body() -> None:
@@ -142,3 +145,32 @@ def test_a_batch_past_the_limit_is_named_before_its_items_are_checked() -> None:
     with pytest.raises(ProtocolError, match="more than 20 items") as err:
         decode([encode(Kind.SUBMIT, 1, {"queue": "q", "tasks": many})], small)
     assert err.value.code == ErrorCode.TOO_LARGE
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    name=st.one_of(st.text(max_size=210), st.binary(max_size=4), st.integers(), st.none()),
+    payload=st.one_of(st.binary(max_size=40), st.text(max_size=4), st.integers(), st.none()),
+    extra=st.sampled_from([{}, {"id": "x"}, {"deadline": 1.0}]),
+)
+def test_the_fast_check_of_a_plain_task_accepts_only_what_the_full_check_accepts(
+    name: object, payload: object, extra: dict[str, object]
+) -> None:
+    # Given any task of the common shape, right or wrong (a tight payload limit makes size count too).
+    limits = Limits(max_payload_bytes=16)
+    item = {"type": name, "payload": payload, **extra}
+    # When both checks judge it, Then they agree: the fast one never lets through what the full one refuses.
+    try:
+        check_item(Kind.SUBMIT, "tasks", 0, item, limits)
+        full = True
+    except ProtocolError:
+        full = False
+    if _plain_task(item, limits.max_payload_bytes):
+        assert full
+    # And check_body, which uses the fast one, refuses exactly what the full one does.
+    body = {"queue": "q", "tasks": [item]}
+    try:
+        check_body(Kind.SUBMIT, body, limits)
+        assert full
+    except ProtocolError:
+        assert not full
