@@ -184,10 +184,13 @@ class Scale:
         batch = [("noop", None)] * BATCH
         peak = self.wal_mb()
         self.wal_peak_at = 0
+        self.wal_trajectory: list[tuple[int, float]] = []  # (tasks submitted, WAL MB) after each call
         t0 = time.perf_counter()
         for start in range(0, n, BATCH):
             self.c.submit_many(batch[: min(BATCH, n - start)], queue=queue)
-            if (wal := self.wal_mb()) > peak:
+            wal = self.wal_mb()
+            self.wal_trajectory.append((min(n, start + BATCH), wal))
+            if wal > peak:
                 peak, self.wal_peak_at = wal, min(n, start + BATCH)
         return n / (time.perf_counter() - t0), peak
 
@@ -221,6 +224,8 @@ class Scale:
         self.add("submit_s", f"submit {n:,}: time", n / rate, "s")
         self.add("wal_peak_submit", "WAL size, peak during the submits", peak, "MB")
         self.add("wal_peak_at", "  first reached after this many submitted", self.wal_peak_at, "")
+        marks = [self.wal_trajectory[max(0, round(len(self.wal_trajectory) * f) - 1)] for f in (0.1, 0.25, 0.5, 1)]
+        self.notes.append("WAL during the submits: " + ", ".join(f"{mb:.1f} MB at {k:,}" for k, mb in marks))
         self.add("wal_after_submit", "WAL size after the submits", self.wal_mb(), "MB")
         rss = self.rss_mb()
         self.add("rss_after_submit", f"broker RSS, {n:,} queued", rss, "MB", "< 200", rss < 200)
@@ -337,11 +342,12 @@ def main(argv: list[str] | None = None) -> int:
     error = ""
     rows: list[Row] = []
     notes: list[str] = []
+    runs: list[Scale] = []
     try:
         broker_args = ("--heartbeat", f"{args.heartbeat:g}") if args.heartbeat else ()
         with Cluster(broker_args=broker_args) as cluster, cluster.client(timeout=120.0) as c:
             run = Scale(cluster, c, sizes)
-            rows, notes = run.rows, run.notes
+            rows, notes, runs = run.rows, run.notes, [run]
             for phase in (run.empty, run.big, run.loaded, run.idle_workers):
                 phase()
     except KeyboardInterrupt:
@@ -364,6 +370,7 @@ def main(argv: list[str] | None = None) -> int:
         "sizes": sizes.__dict__,
         "figures": [r.__dict__ for r in rows],
         "notes": notes,
+        "wal_trajectory": getattr(runs[0], "wal_trajectory", []) if runs else [],
         "error": error,
     }
     write_json(args.out, report)
