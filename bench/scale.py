@@ -86,6 +86,7 @@ class Scale:
         self.broker = psutil.Process(cluster.procs[0].popen.pid)
         self.wal = cluster.tmp / "bench.db-wal"
         self.drain_wal_peak = 0.0
+        self.drain_wal_restarts = 0
 
     def add(self, key: str, label: str, value: float, unit: str, target: str = "", met: bool | None = None) -> None:
         row = Row(key, label, value, unit, target, met)
@@ -104,6 +105,16 @@ class Scale:
             return self.wal.stat().st_size / 1e6
         except FileNotFoundError:
             return 0.0
+
+    def wal_seq(self) -> int:
+        """The WAL header's checkpoint sequence number: SQLite adds one each time it restarts the
+        WAL from its start after a complete checkpoint (so a steady number means starved checkpoints)."""
+        try:
+            with self.wal.open("rb") as f:
+                header = f.read(16)
+        except FileNotFoundError:
+            return 0
+        return int.from_bytes(header[12:16], "big") if len(header) == 16 else 0
 
     def rss_mb(self) -> float:
         return self.broker.memory_info().rss / 1e6
@@ -155,6 +166,7 @@ class Scale:
         """Start a --procs DRAIN_PROCS worker on `queue`; tasks/s from its registration until `n`
         more tasks are complete; the worker is stopped after."""
         done0 = self.c.queue_info(queue).counts.get("complete", 0)
+        seq0 = self.wal_seq()
         worker = self.start_worker(queue, DRAIN_PROCS)
         t0 = time.perf_counter()
         peak_wal = [self.wal_mb()]
@@ -169,6 +181,7 @@ class Scale:
         worker.stop()
         self.cluster.procs.remove(worker)
         self.drain_wal_peak = max(self.drain_wal_peak, peak_wal[0])
+        self.drain_wal_restarts += self.wal_seq() - seq0
         return rate
 
     def drain_small(self) -> float:
@@ -184,6 +197,7 @@ class Scale:
         batch = [("noop", None)] * BATCH
         peak = self.wal_mb()
         self.wal_peak_at = 0
+        seq0 = self.wal_seq()
         self.wal_trajectory: list[tuple[int, float]] = []  # (tasks submitted, WAL MB) after each call
         t0 = time.perf_counter()
         for start in range(0, n, BATCH):
@@ -192,7 +206,9 @@ class Scale:
             self.wal_trajectory.append((min(n, start + BATCH), wal))
             if wal > peak:
                 peak, self.wal_peak_at = wal, min(n, start + BATCH)
-        return n / (time.perf_counter() - t0), peak
+        rate = n / (time.perf_counter() - t0)
+        self.wal_restarts = self.wal_seq() - seq0
+        return rate, peak
 
     # -- the phases -------------------------------------------------------------------------
 
@@ -226,6 +242,8 @@ class Scale:
         self.add("wal_peak_at", "  first reached after this many submitted", self.wal_peak_at, "")
         marks = [self.wal_trajectory[max(0, round(len(self.wal_trajectory) * f) - 1)] for f in (0.1, 0.25, 0.5, 1)]
         self.notes.append("WAL during the submits: " + ", ".join(f"{mb:.1f} MB at {k:,}" for k, mb in marks))
+        calls = len(self.wal_trajectory)
+        self.add("wal_restarts", f"  WAL restarts from its start, over {calls} calls", self.wal_restarts, "")
         self.add("wal_after_submit", "WAL size after the submits", self.wal_mb(), "MB")
         rss = self.rss_mb()
         self.add("rss_after_submit", f"broker RSS, {n:,} queued", rss, "MB", "< 200", rss < 200)
@@ -245,6 +263,7 @@ class Scale:
         # big and small drains alternate, so the machine's drift over minutes falls on both alike
         d, k = self.sizes.drain, self.sizes.drains
         big, small = [], []
+        self.drain_wal_restarts = 0  # count the loaded broker's drains only
         for _ in range(k):
             big.append(self.drain("big", d))
             small.append(self.drain_small())
@@ -258,6 +277,8 @@ class Scale:
         ratio = rate / small_rate
         self.add("drain_ratio_loaded", "  big queue's ratio to that, same minutes", ratio, "x", ">= 0.8", ratio >= 0.8)
         self.add("wal_peak_drain", "WAL size, peak during those drains", self.drain_wal_peak, "MB")
+        restarts = self.drain_wal_restarts
+        self.add("wal_restarts_drain", f"  WAL restarts from its start, over those {2 * k} drains", restarts, "")
         self.add("wal_after_drain", "WAL size after those drains", self.wal_mb(), "MB")
         rss = self.rss_mb()
         self.add("rss_after_drain", "broker RSS after those drains", rss, "MB", "< 200", rss < 200)
