@@ -32,7 +32,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ajq import Client
-from bench.procs import ROOT, Cluster, Proc, poll_until
+from bench.procs import ROOT, Cluster, LoadMeter, Proc, poll_until
 from bench.report import machine_info, percentile, write_json
 
 DEFAULT_OUT = ROOT / "bench" / "results" / "scale.json"
@@ -72,6 +72,7 @@ class Row:
     unit: str
     target: str = ""
     met: bool | None = None
+    other_load: float | None = None  # CPUs busy with other processes while it was measured
 
 
 class Scale:
@@ -87,9 +88,11 @@ class Scale:
         self.wal = cluster.tmp / "bench.db-wal"
         self.drain_wal_peak = 0.0
         self.drain_wal_restarts = 0
+        self.pending_load: float | None = None  # the last measurement's other load, for the next row
 
     def add(self, key: str, label: str, value: float, unit: str, target: str = "", met: bool | None = None) -> None:
-        row = Row(key, label, value, unit, target, met)
+        row = Row(key, label, value, unit, target, met, self.pending_load)
+        self.pending_load = None
         self.rows.append(row)
         shown = f"{value:,.2f}" if isinstance(value, float) else f"{value:,}"
         console.print(f"  {label}: [bold]{shown}[/] {unit}" + (f" (target {target})" if target else ""))
@@ -121,6 +124,8 @@ class Scale:
 
     def broker_cpu(self) -> float:
         """The broker's CPU use over CPU_WINDOW_S, in % of one core."""
+        meter = LoadMeter(self.cluster)
+        meter.start()
         t = self.broker.cpu_times()
         c0, w0 = t.user + t.system, time.perf_counter()
         end = w0 + CPU_WINDOW_S
@@ -128,7 +133,9 @@ class Scale:
             self.cluster.procs[0].check_alive()
             time.sleep(min(left, 1.0))
         t = self.broker.cpu_times()
-        return 100 * (t.user + t.system - c0) / (time.perf_counter() - w0)
+        cpu = 100 * (t.user + t.system - c0) / (time.perf_counter() - w0)
+        self.pending_load = meter.stop()
+        return cpu
 
     def start_worker(self, queue: str, procs: int) -> Proc:
         """A worker on `queue`, registered with the broker before this returns."""
@@ -140,7 +147,10 @@ class Scale:
     def latency_ms(self, queue: str) -> tuple[float, float]:
         """Submit-to-start of one `stamp` task at a time on `queue`'s idle worker: (p50, p99) in ms."""
         samples = []
+        meter = LoadMeter(self.cluster)
         for i in range(self.sizes.warmup + self.sizes.latency):
+            if i == self.sizes.warmup:
+                meter.start()
             t0 = time.time()
             task = self.c.submit("stamp", None, queue=queue)
             info = self.c.wait(task.id, timeout=30.0)
@@ -148,6 +158,7 @@ class Scale:
                 raise RuntimeError(f"latency task {info.id} ended {info.state}: {info.last_error}")
             if i >= self.sizes.warmup:
                 samples.append((info.result["start"] - t0) * 1000)
+        self.pending_load = meter.stop()
         return percentile(samples, 50), percentile(samples, 99)
 
     def query_ms(self) -> tuple[float, float]:
@@ -331,11 +342,12 @@ def fmt(r: Row) -> str:
 
 def render(rows: list[Row], title: str, caption: str) -> Table:
     t = Table(title=title, caption=caption)
-    for col in ("figure", "value", "unit", "target", "met"):
+    for col in ("figure", "value", "unit", "target", "met", "other load"):
         t.add_column(col, justify="right" if col == "value" else "left")
     for r in rows:
         met = "" if r.met is None else ("[green]yes[/]" if r.met else "[red]no[/]")
-        t.add_row(r.label, fmt(r), r.unit, r.target, met)
+        load = "" if r.other_load is None else f"{r.other_load:.2f}"
+        t.add_row(r.label, fmt(r), r.unit, r.target, met, load)
     return t
 
 
@@ -380,7 +392,10 @@ def main(argv: list[str] | None = None) -> int:
     mode = "quick" if args.quick else "full"
     if args.heartbeat:
         mode += f", --heartbeat {args.heartbeat:g}"
-    caption = f"{machine['cpu_count']} CPUs, {machine['mem_total_mb']:,.0f} MB, Python {machine['python']}"
+    caption = (
+        f"{machine['cpu_count']} CPUs, {machine['mem_total_mb']:,.0f} MB, Python {machine['python']}. other load: "
+        "CPUs busy with processes outside the benchmark during the CPU windows and latency samples."
+    )
     console.print(render(rows, f"ajq at scale ({mode}: {sizes.queued:,} queued)", caption))
     for note in notes:
         console.print(f"note: {note}")
