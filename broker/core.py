@@ -35,7 +35,7 @@ from ajq.broker.store import QueueRow, ScheduleRow, Store
 from ajq.broker.waiters import Waiters
 from ajq.protocol import ErrorCode, Frame, Kind, Limits, ProtocolError, decode, encode
 from ajq.protocol.clock import Now
-from ajq.protocol.codec import peek_corr
+from ajq.protocol.codec import peek_corr, peek_kind
 from ajq.protocol.defaults import DEFAULT_QUEUE
 from ajq.protocol.messages import check_body
 
@@ -111,23 +111,31 @@ class Broker:
         self.finished = []
         self._peers = peers or {}
         messages, taken = iter(inbox), []
+        writing = False  # a step of reads only (heartbeats, GETs) opens no transaction
         try:
-            self.store.begin()
             rows = 0
             for msg in messages:
                 taken.append(msg)
+                if not writing and not _reads(msg):
+                    self.store.begin()
+                    writing = True
                 rows += self.handle(msg[0], msg[1:], now)
                 if rows >= STEP_ROWS * self.limits.max_batch:
                     break
+            timers = self._timers_due(now)  # most steps have none: no savepoint, no call
+            if not writing and (self.unsent or timers or self._dispatch_wanted()):
+                self.store.begin()
+                writing = True
             self._hand_back_unsent(now)
-            if self._timers_due(now):  # most steps have none: no savepoint, no call
+            if timers:
                 self._guarded("timers", self.tick, now)
-            if self.held_queues or (self.queues.dirty and self.workers.with_credit()):
+            if self._dispatch_wanted():
                 self._guarded("dispatch", self._dispatch, now)
             else:
                 self.dispatch_more = False
             self._answer_waiters()
-            self.store.commit()
+            if writing:
+                self.store.commit()
         except Exception as exc:  # the database failed (BEGIN, a write, COMMIT), or a bug outside a guard
             self.store.rollback()
             self.journal.rollback()
@@ -139,6 +147,14 @@ class Broker:
             self.journal.commit()  # memory now agrees with the disk, whichever way the step went
         self._plan_timers()
         return out
+
+    def _dispatch_wanted(self) -> bool:
+        """Dispatch has something to look at: a held queue whose hold may end, or a queue that may
+        hold ready tasks served by a worker with credit."""
+        dirty = self.queues.dirty
+        if self.held_queues:
+            return True
+        return bool(dirty) and any(q in dirty for w in self.workers.with_credit() for q in w.queues)
 
     def _dispatch(self, now: Now) -> None:
         """Dispatch, without the queues whose dispatch failed within HOLD_S (dirty again after)."""
@@ -209,7 +225,7 @@ class Broker:
         return _weight(frame)
 
     def _apply(self, handler: Handler, ident: bytes, frame: Frame, now: Now) -> None:
-        mark = self._mark()
+        mark, in_transaction = self._mark(), self.store.db.in_transaction
         try:
             check_body(frame.kind, frame.body, self.limits)
             if frame.kind in READS or (frame.kind is Kind.SUBMIT and client_api.one_statement(self, frame.body)):
@@ -221,10 +237,10 @@ class Broker:
             self._undo(mark)
             self.reply_error(ident, frame.corr, exc)
         except sqlite3.Error as exc:
-            if not self.store.db.in_transaction:
+            if in_transaction and not self.store.db.in_transaction:
                 raise  # SQLite ended the whole transaction (I/O error, ...): the whole step rolls back
             # A write of this request failed (a full disk): its savepoint is undone, the rest goes on,
-            # so reads and the requests that fit are still answered.
+            # so reads and the requests that fit are still answered. (Or a read outside any transaction.)
             log.error("request %s could not be written, it alone was undone: %s", frame.kind.value, exc)
             self._undo(mark)
             self.reply_error(ident, frame.corr, ProtocolError(ErrorCode.INTERNAL, _write_failure(exc)))
@@ -409,6 +425,11 @@ class Broker:
             log.warning("%s: %d of its tasks go back", why, len(leases))
         for lease in leases:
             lifecycle.fail_unanswered(self, lease, why, now)
+
+
+def _reads(msg: list[bytes]) -> bool:
+    """The message is a read (from its envelope alone): it needs no write transaction."""
+    return len(msg) == 2 and peek_kind(msg[1])[0] in READS
 
 
 def _write_failure(exc: sqlite3.Error) -> str:

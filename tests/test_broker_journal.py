@@ -160,3 +160,19 @@ def test_a_one_task_submit_refused_in_a_step_changes_nothing_and_the_others_appl
     # Then only the duplicate is refused, and memory and disk agree on three tasks.
     assert [f.body.get("code") for _, f in out] == [None, ErrorCode.DUPLICATE, None]
     assert rig.broker.queues.counts("Q") == {"new": 3} and rig.store.state_counts() == {("Q", "new"): 3}
+
+
+def test_a_step_of_reads_opens_no_transaction(rig: Rig) -> None:
+    # Given a registered worker and a task (its first steps write).
+    [task_id] = rig.submit("Q", 1)
+    rig.hello(W1, ["R"], 1)
+    statements: list[str] = []
+    rig.store.db.set_trace_callback(statements.append)
+    # When a step holds only reads: a heartbeat, a GET and a queue listing.
+    out = rig.step((W1, Kind.HEARTBEAT, {}), (C, Kind.GET, {"id": task_id}), (C, Kind.QUEUE_LIST, {}))
+    # Then each is answered, and nothing began a write transaction (nothing to fsync, no write lock).
+    assert [f.kind for _, f in out] == [Kind.REPLY, Kind.REPLY, Kind.REPLY]
+    assert not [s for s in statements if s.startswith(("BEGIN", "COMMIT", "SAVEPOINT"))]
+    # And a write in the next step still opens one.
+    rig.submit("Q", 1)
+    assert [s for s in statements if s.startswith("BEGIN")]
