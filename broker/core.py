@@ -35,7 +35,7 @@ from ajq.broker.store import QueueRow, ScheduleRow, Store
 from ajq.broker.waiters import Waiters
 from ajq.protocol import ErrorCode, Frame, Kind, Limits, ProtocolError, decode, encode
 from ajq.protocol.clock import Now
-from ajq.protocol.codec import peek_corr, peek_kind
+from ajq.protocol.codec import peek_corr
 from ajq.protocol.defaults import DEFAULT_QUEUE
 from ajq.protocol.messages import check_body
 
@@ -69,6 +69,7 @@ class Broker:
         self.schedules: JournaledDict[str, ScheduleRow] = JournaledDict(self.journal)
         self.events = Events()
         self._peers: Mapping[bytes, Peer] = {}
+        self._writing = False  # the step's write transaction is open
         self._replies: list[tuple[bytes, int, Kind, dict[str, Any]]] = []
         self.deliveries: dict[bytes, list[dict[str, Any]]] = {}
         self.finished: list[str] = []
@@ -111,21 +112,17 @@ class Broker:
         self.finished = []
         self._peers = peers or {}
         messages, taken = iter(inbox), []
-        writing = False  # a step of reads only (heartbeats, GETs) opens no transaction
+        self._writing = False  # a step of reads only (heartbeats, GETs) opens no transaction
         try:
             rows = 0
             for msg in messages:
                 taken.append(msg)
-                if not writing and not _reads(msg):
-                    self.store.begin()
-                    writing = True
                 rows += self.handle(msg[0], msg[1:], now)
                 if rows >= STEP_ROWS * self.limits.max_batch:
                     break
             timers = self._timers_due(now)  # most steps have none: no savepoint, no call
-            if not writing and (self.unsent or timers or self._dispatch_wanted()):
-                self.store.begin()
-                writing = True
+            if self.unsent or timers or self._dispatch_wanted():
+                self._write()
             self._hand_back_unsent(now)
             if timers:
                 self._guarded("timers", self.tick, now)
@@ -134,7 +131,7 @@ class Broker:
             else:
                 self.dispatch_more = False
             self._answer_waiters()
-            if writing:
+            if self._writing:
                 self.store.commit()
         except Exception as exc:  # the database failed (BEGIN, a write, COMMIT), or a bug outside a guard
             self.store.rollback()
@@ -147,6 +144,12 @@ class Broker:
             self.journal.commit()  # memory now agrees with the disk, whichever way the step went
         self._plan_timers()
         return out
+
+    def _write(self) -> None:
+        """Open the step's write transaction, once (BEGIN IMMEDIATE), when something may write."""
+        if not self._writing:
+            self.store.begin()
+            self._writing = True
 
     def _dispatch_wanted(self) -> bool:
         """Dispatch has something to look at: a held queue whose hold may end, or a queue that may
@@ -225,6 +228,8 @@ class Broker:
         return _weight(frame)
 
     def _apply(self, handler: Handler, ident: bytes, frame: Frame, now: Now) -> None:
+        if frame.kind not in READS:
+            self._write()
         mark, in_transaction = self._mark(), self.store.db.in_transaction
         try:
             check_body(frame.kind, frame.body, self.limits)
@@ -425,11 +430,6 @@ class Broker:
             log.warning("%s: %d of its tasks go back", why, len(leases))
         for lease in leases:
             lifecycle.fail_unanswered(self, lease, why, now)
-
-
-def _reads(msg: list[bytes]) -> bool:
-    """The message is a read (from its envelope alone): it needs no write transaction."""
-    return len(msg) == 2 and peek_kind(msg[1])[0] in READS
 
 
 def _write_failure(exc: sqlite3.Error) -> str:
