@@ -361,7 +361,10 @@ class Broker:
         if now.mono >= self._next_heartbeat:
             self._next_heartbeat = now.mono + self.config.heartbeat_s
             beat = encode(Kind.HEARTBEAT, 0, {})
-            out.extend(Outgoing(w.ident, beat) for w in self.workers)
+            # Only to workers not heard within the interval: one heard has had an answer to its own
+            # HEARTBEAT, so it knows we are alive; a silent one is probed (a send that fails: gone).
+            quiet = now.mono - self.config.heartbeat_s
+            out.extend(Outgoing(w.ident, beat) for w in self.workers if w.last_seen <= quiet)
         return out
 
     def _after_rollback(self, exc: Exception, inbox: list[list[bytes]], now: Now) -> list[Outgoing]:

@@ -13,7 +13,7 @@ from ajq.broker.core import Broker
 from ajq.broker.journal import Journal, JournaledDict
 from ajq.broker.queues import QueueBook
 from ajq.broker.store import QueueRow, Store
-from ajq.protocol import ErrorCode, Kind, encode_value
+from ajq.protocol import ErrorCode, Kind, decode, encode, encode_value
 from tests.test_broker_core import W1, W2, C, Rig, delivered
 
 W3 = b"w3"
@@ -176,3 +176,14 @@ def test_a_step_of_reads_opens_no_transaction(rig: Rig) -> None:
     # And a write in the next step still opens one.
     rig.submit("Q", 1)
     assert [s for s in statements if s.startswith("BEGIN")]
+
+
+def test_the_broker_heartbeats_only_workers_it_has_not_heard_from(rig: Rig) -> None:
+    # Given two registered workers (heartbeat 10 s), and one of them heard from just now.
+    rig.hello(W1, ["Q"], 1)
+    rig.hello(W2, ["Q"], 1)
+    rig.advance(10.5)
+    out = rig.broker.step([[W1, encode(Kind.HEARTBEAT, 0, {})]], rig.now)
+    # Then the broker's own heartbeat goes to the silent one only: the other knows we are alive.
+    beats = [o.ident for o in out if decode([o.data], validate=False).kind is Kind.HEARTBEAT]
+    assert beats == [W2]
