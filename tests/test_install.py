@@ -227,10 +227,12 @@ APP_MODULES = {
     "protocol.py": 'GREETING = "hello from the app\'s protocol"\n',
     "tasks.py": textwrap.dedent(
         """
-        import broker
-        import client
-        import worker
+        import importlib
+
         from protocol import GREETING
+
+        # The app's own top-level modules, named like ajq's parts: ajq must not shadow them.
+        broker, client, worker = (importlib.import_module(name) for name in ("broker", "client", "worker"))
 
         from ajq import Router
 
