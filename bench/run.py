@@ -7,7 +7,6 @@ stops them before the next. Results go to a rich table and to JSON (bench/result
 from __future__ import annotations
 
 import argparse
-import signal
 import statistics
 import sys
 import time
@@ -21,7 +20,7 @@ from rich.console import Console
 from ajq import Client
 from bench import baseline, flow
 from bench.apps import spin
-from bench.procs import ROOT, Cluster, LoadMeter, poll_until
+from bench.procs import ROOT, Cluster, LoadMeter, poll_until, stop_on_sigterm
 from bench.report import LOAD, Metric, Results, Run, Spec, Target, machine_info, percentile, table, write_json
 
 DEFAULT_OUT = ROOT / "bench" / "results" / "latest.json"
@@ -283,15 +282,10 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def _interrupt(signum: int, _frame: object) -> None:
-    """SIGTERM acts like Ctrl-C, so every `finally` stops its processes."""
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmarks, print the table, write the JSON; 1 if a benchmark failed."""
     args = parse(argv)
-    signal.signal(signal.SIGTERM, _interrupt)
+    stop_on_sigterm()
     sizes = QUICK if args.quick else FULL
     machine = machine_info()
     started = datetime.now(UTC).isoformat(timespec="seconds")

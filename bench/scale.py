@@ -19,7 +19,6 @@ baseline taken on the same broker before the big queue existed:
 from __future__ import annotations
 
 import argparse
-import signal
 import statistics
 import sys
 import time
@@ -32,7 +31,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ajq import Client
-from bench.procs import ROOT, Cluster, LoadMeter, Proc, poll_until
+from bench.procs import ROOT, Cluster, LoadMeter, Proc, poll_until, stop_on_sigterm
 from bench.report import machine_info, percentile, write_json
 
 DEFAULT_OUT = ROOT / "bench" / "results" / "scale.json"
@@ -361,14 +360,10 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def _interrupt(signum: int, _frame: object) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the phases, print the table, write the JSON; 1 if a phase failed."""
     args = parse(argv)
-    signal.signal(signal.SIGTERM, _interrupt)
+    stop_on_sigterm()
     sizes = QUICK if args.quick else FULL
     machine = {**machine_info(), "mem_total_mb": psutil.virtual_memory().total / 1e6}
     started = datetime.now(UTC).isoformat(timespec="seconds")

@@ -120,13 +120,16 @@ class Broker:
                 rows += self.handle(msg[0], msg[1:], now)
                 if rows >= STEP_ROWS * self.limits.max_batch:
                     break
-            timers = self._timers_due(now)  # most steps have none: no savepoint, no call
-            if self.unsent or timers or self._dispatch_wanted():
+            timers, unsent = self._timers_due(now), bool(self.unsent)  # most steps have neither
+            dispatching = self._dispatch_wanted()
+            if unsent or timers or dispatching:
                 self._write()
             self._hand_back_unsent(now)
             if timers:
                 self._guarded("timers", self.tick, now)
-            if self._dispatch_wanted():
+            if timers or unsent:  # they may have made queues ready
+                dispatching = self._dispatch_wanted()
+            if dispatching:
                 self._guarded("dispatch", self._dispatch, now)
             else:
                 self.dispatch_more = False
@@ -293,7 +296,7 @@ class Broker:
 
     def wake_in(self, now: Now) -> float:
         """Seconds until the next timer is due (0: work to do now)."""
-        if self.dispatch_more:
+        if self.dispatch_more or self.unsent:  # unsent: deliveries to release, now
             return 0.0
         mono, wall = self._timers_at
         times = [self._next_heartbeat - now.mono, mono - now.mono, wall - now.wall]

@@ -44,9 +44,6 @@ class Journal:
         """What was recorded is on disk now: nothing of it can be undone any more."""
         self._undo.clear()
 
-    def __len__(self) -> int:
-        return len(self._undo)
-
 
 class JournaledDict(MutableMapping[K, V], Generic[K, V]):
     """A dict whose every change is recorded in a journal (schedules, queue settings)."""

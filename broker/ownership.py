@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 def submitter(b: Broker, ident: bytes) -> str | None:
     """The key a task submitted by `ident` is stored under (None without keys)."""
     peer = b.peer(ident)
-    return peer.key or None if peer is not None else None
+    return peer.key if peer is not None and peer.key else None
 
 
 def own_only(b: Broker, ident: bytes) -> str | None:

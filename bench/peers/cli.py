@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import signal
 import subprocess
 import sys
 import tempfile
@@ -27,7 +26,7 @@ from rich.console import Console
 from bench.peers import redis_server, workloads
 from bench.peers.systems import SYSTEMS, System
 from bench.peers.tables import GROUPS, POOL, WORKLOADS, Record, crash_table, markdown, workload_table
-from bench.procs import ROOT
+from bench.procs import ROOT, stop_on_sigterm
 from bench.report import machine_info, write_json
 from bench.run import CPU_TASK_S, calibrate
 
@@ -144,15 +143,10 @@ def environment() -> dict[str, Any]:
     }
 
 
-def _interrupt(signum: int, _frame: object) -> None:
-    """SIGTERM acts like Ctrl-C, so every `finally` stops its processes."""
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run, print the tables, write the JSON; 1 if a task was lost or duplicated or a run failed."""
     args = parse(argv)
-    signal.signal(signal.SIGTERM, _interrupt)
+    stop_on_sigterm()
     sizes = workloads.QUICK if args.quick else workloads.FULL
     if args.crash_bound_s:
         sizes = replace(sizes, crash_bound_s=args.crash_bound_s)
